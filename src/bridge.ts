@@ -1,0 +1,72 @@
+/**
+ * One event as a broker stores it and fans it out: encoded once, delivered in `seq` order.
+ *
+ * @example The shape a bridge hands to the broker
+ * ```ts
+ * import type { BridgeEvent } from "@flume/sse";
+ *
+ * const event: BridgeEvent = {
+ *   channel: "user:42",
+ *   seq: 7,
+ *   id: "k9x2-7",
+ *   body: 'event: note\ndata: {"text":"hi"}\n\n',
+ * };
+ * ```
+ */
+export interface BridgeEvent {
+  /** The channel it was published to, or `null` for a broadcast to every client. */
+  channel: string | null;
+  /** Its place in the order of all events of all channels: strictly increasing. */
+  seq: number;
+  /** The id sent on the wire (and so the `Last-Event-ID` a client comes back with), if any. */
+  id: string | undefined;
+  /** The rest of the frame: its `event:` and `data:` lines as `formatEvent` writes them. */
+  body: string;
+}
+
+/** What a client that reconnects with a `Last-Event-ID` has missed. */
+export interface BridgeReplay {
+  /** The events after the client's position on its channels (broadcasts included), in order. */
+  events: BridgeEvent[];
+  /**
+   * The channels on which events after that position are gone from history, or all of them when
+   * the position is unknown (a forged id, an id from before a restart).
+   */
+  gaps: string[];
+  /** The newest position at the time of the replay: live events after it follow the replay. */
+  head: { seq: number; id: string };
+}
+
+/**
+ * Carries a broker's events: assigns their order and ids, keeps their history, and fans them
+ * out to every broker that shares it. The broker has one in memory by default; `redisBridge()`
+ * from `@flume/sse/redis` shares one between workers and hosts.
+ *
+ * The contract: `publish()` resolves after the event went through `deliver` on this broker,
+ * and every broker sees every event through `deliver` in the same `seq` order, its own included,
+ * exactly once. That is what lets one `Last-Event-ID` resume on any worker without duplicates.
+ *
+ * @example A broker shared by workers over Redis
+ * ```ts ignore
+ * import { Broker } from "@flume/sse";
+ * import { redisBridge } from "@flume/sse/redis";
+ *
+ * const broker = new Broker({ history: 100, bridge: redisBridge({ publisher, subscriber }) });
+ * ```
+ */
+export interface Bridge {
+  /** Starts delivering events; called once by the broker that owns the bridge. */
+  open(deliver: (event: BridgeEvent) => void): Promise<void>;
+  /**
+   * Orders, stores (when `history` > 0, keeping the last `history` per channel) and fans out one
+   * event. An event without an id gets one when history is kept.
+   */
+  publish(
+    event: { channel: string | null; body: string; id?: string },
+    history: number,
+  ): Promise<BridgeEvent>;
+  /** What a client at `lastEventId` missed on `channels`. Never throws for a bad id. */
+  replay(channels: readonly string[], lastEventId: string, history: number): Promise<BridgeReplay>;
+  /** Stops delivering; the broker calls it from its own `close()`. */
+  close(): Promise<void>;
+}

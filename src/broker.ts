@@ -1,0 +1,752 @@
+import { EventStream, offerFrame, type OverflowPolicy } from "./event_stream.ts";
+import { formatEvent, type ServerSentEvent } from "./format_event.ts";
+import { concatBytes, encodeText } from "./_bytes.ts";
+import { checkPositiveInteger } from "./_options.ts";
+import { requestSignal } from "./_runtime.ts";
+import type { Bridge, BridgeEvent } from "./bridge.ts";
+import { MemoryBridge } from "./_memory_bridge.ts";
+import type { SseResponseInit } from "./sse_response.ts";
+
+/**
+ * The event a client gets when it resumes with a `Last-Event-ID` whose missed events are no
+ * longer all in history (or that the broker does not know, e.g. after a restart): the app should
+ * refetch its state. Its data is JSON: `{ "channels": [...], "lastEventId": "..." }`, the
+ * channels whose events were lost and the id the client came back with. Its `id` is the newest
+ * position, so the client resumes from there next time. The name is reserved: publishing it
+ * throws.
+ *
+ * @example Refetch state in the browser on a gap
+ * ```ts ignore
+ * const source = new EventSource("/events");
+ * source.addEventListener("stream-reset", () => refetchEverything());
+ * ```
+ */
+export const STREAM_RESET_EVENT = "stream-reset";
+
+/** Options of {@linkcode Broker}. */
+export interface BrokerOptions<Events extends Record<string, unknown>> {
+  /**
+   * The declared vocabulary: publishing any other event name throws a `TypeError` (an event
+   * without a name counts as `"message"`). All names are allowed when absent.
+   */
+  events?: readonly (keyof Events & string)[];
+  /**
+   * Frames queued per client; a publish never waits for a slow client, `overflow` decides.
+   * @default {256}
+   */
+  bufferSize?: number;
+  /**
+   * Bytes queued per client before its buffer counts as full, whatever the frame count.
+   * @default {1_048_576}
+   */
+  bufferBytes?: number;
+  /**
+   * What a client whose buffer is full gets: `"disconnect"` ends its stream (the browser
+   * reconnects and, with history, replays what it missed); `"drop-oldest"` discards its oldest
+   * queued frames to make room.
+   * @default {"disconnect"}
+   */
+  overflow?: OverflowPolicy;
+  /**
+   * Events kept per channel for `Last-Event-ID` replay; with it, events without an id get one.
+   * @default {0}
+   */
+  history?: number;
+  /**
+   * Keepalive interval of every stream in ms, `null` for none (see `EventStream`).
+   * @default {5_000}
+   */
+  heartbeat?: number | null;
+  /**
+   * How long a client may leave a chunk unread before it is dropped (see `EventStream`).
+   * @default {30_000}
+   */
+  writeTimeout?: number | null;
+  /** Clients of the whole broker beyond which `subscribe()` throws and `response()` answers 503. */
+  maxClients?: number;
+  /** Clients of one channel beyond which `subscribe()` throws and `response()` answers 503. */
+  maxClientsPerChannel?: number;
+  /**
+   * Seconds a client turned away with 503 is told to wait (`Retry-After`).
+   * @default {5}
+   */
+  retryAfter?: number;
+  /** Carries events between brokers (workers, hosts); one in memory when absent. */
+  bridge?: Bridge;
+  /**
+   * Called with errors that have no caller to reject: a failed replay (the client then gets the
+   * gap signal) or a bridge failure.
+   * @default {console.error}
+   */
+  onError?(error: unknown): void;
+}
+
+/** Options of {@linkcode Broker.subscribe}. */
+export interface SubscribeOptions {
+  /** Aborting it ends the stream and removes the subscription. */
+  signal?: AbortSignal;
+  /** The client's `Last-Event-ID`: with history, what it missed is sent first. */
+  lastEventId?: string;
+}
+
+/** Options of {@linkcode Broker.publish}, typed by the declared events. */
+export interface BrokerPublishOptions<Name extends string = string> {
+  /** The event type; `"message"` when absent. */
+  event?: Name;
+  /** The event id; with history, the broker assigns one when absent. */
+  id?: string;
+}
+
+/** Options of {@linkcode Broker.close}. */
+export interface BrokerCloseOptions {
+  /** A last event for every client, before its stream ends (e.g. "server restarting"). */
+  event?: ServerSentEvent;
+  /**
+   * The reconnection delay to give every client first, in ms: a number, or `[min, max]` for a
+   * random delay per client, so that thousands of clients do not all reconnect at once after a
+   * deploy.
+   */
+  retry?: number | readonly [number, number];
+}
+
+/** Counters an operator can scrape; every one but `clients` only grows. */
+export interface BrokerMetrics {
+  /** Clients connected now. */
+  clients: number;
+  /** Clients ever subscribed. */
+  connectionsTotal: number;
+  /** Clients turned away by `maxClients` / `maxClientsPerChannel`. */
+  connectionsRejected: number;
+  /** Events published (and broadcast) through this broker, from every worker. */
+  eventsPublished: number;
+  /** Frames queued to clients (one per client per event). */
+  eventsDelivered: number;
+  /** Bytes queued to clients. */
+  bytesQueued: number;
+  /** Clients ended by the `"disconnect"` overflow policy or frames dropped by `"drop-oldest"`. */
+  slowConsumers: number;
+  /** Reconnects with a `Last-Event-ID` fully replayed from history. */
+  replayHits: number;
+  /** Reconnects with a `Last-Event-ID` that got the gap signal. */
+  replayMisses: number;
+}
+
+/**
+ * The broker is closed: what `publish()`, `broadcast()` and `subscribe()` throw after `close()`.
+ *
+ * @example Tell a closed broker apart
+ * ```ts
+ * import { Broker, BrokerClosedError } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const broker = new Broker();
+ * await broker.close();
+ * await assert.rejects(broker.publish("news", "late"), BrokerClosedError);
+ * ```
+ */
+export class BrokerClosedError extends Error {
+  /** Creates the error. */
+  constructor() {
+    super("Cannot use broker: it is closed");
+    this.name = "BrokerClosedError";
+  }
+}
+
+/**
+ * A subscription was refused because a client limit was reached (`response()` answers 503).
+ *
+ * @example Handle the limit yourself
+ * ```ts
+ * import { Broker, BrokerLimitError } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const broker = new Broker({ maxClients: 1 });
+ * broker.subscribe("a");
+ * assert.throws(() => broker.subscribe("b"), BrokerLimitError);
+ * await broker.close();
+ * ```
+ */
+export class BrokerLimitError extends RangeError {
+  /** The limit that was reached. */
+  readonly limit: number;
+  /** The channel whose limit was reached, or undefined for the whole broker's. */
+  readonly channel: string | undefined;
+
+  /**
+   * Creates the error.
+   * @param limit The limit.
+   * @param channel The channel, for a per-channel limit.
+   */
+  constructor(limit: number, channel?: string) {
+    super(
+      channel === undefined
+        ? `Cannot subscribe: the broker has its maximum of ${limit} clients`
+        : `Cannot subscribe: channel \`${channel}\` has its maximum of ${limit} clients`,
+    );
+    this.name = "BrokerLimitError";
+    this.limit = limit;
+    this.channel = channel;
+  }
+}
+
+interface Subscriber {
+  stream: EventStream;
+  channels: readonly string[];
+  /** Live events that arrive while the replay is fetched; null once it is sent. */
+  pending: { seq: number; frame: Uint8Array }[] | null;
+}
+
+/**
+ * Channels of clients with fan-out: "send this notification to every open tab of user 42",
+ * "push this price to everyone on the ticker".
+ *
+ * Each publish is encoded once and the same bytes are queued to every subscriber, each behind
+ * its own bounded buffer: a publish never waits for a slow client, and the `overflow` policy
+ * decides what a client that falls behind gets. With `history`, a client that comes back with
+ * `Last-Event-ID` gets exactly what it missed on all its channels, or the
+ * {@linkcode STREAM_RESET_EVENT} gap signal when that is no longer known.
+ *
+ * @typeParam Events Event names mapped to the type of their data: publishing an undeclared name
+ * or the wrong data is then a compile error.
+ *
+ * @example Notifications per user
+ * ```ts
+ * import { Broker } from "@flume/sse";
+ *
+ * type Events = { notification: { text: string }; read: { id: string } };
+ * const broker = new Broker<Events>({ events: ["notification", "read"], history: 100 });
+ *
+ * export default {
+ *   async fetch(request: Request): Promise<Response> {
+ *     const url = new URL(request.url);
+ *     const user = url.searchParams.get("user") ?? "anonymous";
+ *     if (request.method === "POST") {
+ *       await broker.publish(`user:${user}`, await request.json(), { event: "notification" });
+ *       return new Response(null, { status: 204 });
+ *     }
+ *     return broker.response(`user:${user}`, request);
+ *   },
+ * };
+ * ```
+ */
+export class Broker<Events extends Record<string, unknown> = Record<string, unknown>> {
+  #channels = new Map<string, Set<Subscriber>>();
+  #clients = new Set<Subscriber>();
+  #bridge: Bridge;
+  #open: Promise<void>;
+  #closed = false;
+  readonly #events: ReadonlySet<string> | undefined;
+  readonly #history: number;
+  readonly #overflow: OverflowPolicy;
+  readonly #maxClients: number;
+  readonly #maxPerChannel: number;
+  readonly #retryAfter: number;
+  readonly #streamOptions: {
+    heartbeat?: number | null;
+    writeTimeout?: number | null;
+    bufferSize?: number;
+    bufferBytes?: number;
+  };
+  readonly #onError: (error: unknown) => void;
+  #metrics: BrokerMetrics = {
+    clients: 0,
+    connectionsTotal: 0,
+    connectionsRejected: 0,
+    eventsPublished: 0,
+    eventsDelivered: 0,
+    bytesQueued: 0,
+    slowConsumers: 0,
+    replayHits: 0,
+    replayMisses: 0,
+  };
+
+  /**
+   * Creates a broker.
+   * @param options Vocabulary, buffer bounds and policy, history, limits and bridge.
+   * @throws {RangeError} An option is out of range.
+   * @throws {TypeError} `overflow` is not a known policy, or an event name is not a string.
+   */
+  constructor(options: BrokerOptions<Events> = {}) {
+    const history = options.history ?? 0;
+    if (!Number.isSafeInteger(history) || history < 0) {
+      throw new RangeError(
+        `Cannot create Broker: \`history\` must be a non-negative integer, got \`${
+          String(history)
+        }\``,
+      );
+    }
+    this.#history = history;
+    const overflow = options.overflow ?? "disconnect";
+    if (overflow !== "disconnect" && overflow !== "drop-oldest") {
+      throw new TypeError(
+        `Cannot create Broker: \`overflow\` must be "disconnect" or "drop-oldest", got \`${
+          String(overflow)
+        }\``,
+      );
+    }
+    this.#overflow = overflow;
+    if (options.events) {
+      for (const name of options.events) {
+        if (typeof name !== "string") {
+          throw new TypeError("Cannot create Broker: every name in `events` must be a string");
+        }
+        formatEvent({ event: name });
+      }
+      this.#events = new Set(options.events);
+    }
+    this.#maxClients = options.maxClients === undefined
+      ? Infinity
+      : checkPositiveInteger("Broker", "maxClients", options.maxClients, 0);
+    this.#maxPerChannel = options.maxClientsPerChannel === undefined
+      ? Infinity
+      : checkPositiveInteger("Broker", "maxClientsPerChannel", options.maxClientsPerChannel, 0);
+    this.#retryAfter = checkPositiveInteger("Broker", "retryAfter", options.retryAfter, 5);
+    this.#streamOptions = {
+      heartbeat: options.heartbeat,
+      writeTimeout: options.writeTimeout,
+      bufferSize: options.bufferSize,
+      bufferBytes: options.bufferBytes,
+    };
+    // Fail at construction, not at the first subscriber.
+    new EventStream({ ...this.#streamOptions, heartbeat: null, writeTimeout: null }).close();
+    this.#onError = options.onError ?? ((error) => console.error("Broker:", error));
+    this.#bridge = options.bridge ?? new MemoryBridge();
+    this.#open = this.#bridge.open(this.#deliver);
+    this.#open.catch(this.#onError);
+  }
+
+  /** The declared event names, or undefined when every name is allowed. */
+  get events(): readonly string[] | undefined {
+    return this.#events ? [...this.#events] : undefined;
+  }
+
+  /**
+   * Registers a new client on one or more channels, at once: a publish right after this call
+   * reaches it. The client is removed from every channel the moment its stream ends.
+   * @param channels A channel name or several; duplicates count once.
+   * @param options A signal that ends the stream, and the client's `Last-Event-ID`.
+   * @returns The client's stream; serve it with `stream.response()`.
+   * @throws {BrokerClosedError} The broker is closed.
+   * @throws {BrokerLimitError} `maxClients` or `maxClientsPerChannel` is reached.
+   * @throws {TypeError} A channel name is not a non-empty string.
+   * @example Subscribe to a user's channel and the global one
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker();
+   * const stream = broker.subscribe(["user:42", "global"]);
+   * await broker.publish("global", "hello");
+   * stream.close();
+   * await broker.close();
+   * ```
+   */
+  subscribe(channels: string | readonly string[], options: SubscribeOptions = {}): EventStream {
+    if (this.#closed) throw new BrokerClosedError();
+    const names = normalizeChannels(channels);
+    this.#checkLimits(names);
+    const stream = new EventStream(
+      options.signal ? { ...this.#streamOptions, signal: options.signal } : this.#streamOptions,
+    );
+    if (stream.closed) return stream;
+    const subscriber: Subscriber = { stream, channels: names, pending: null };
+    for (const name of names) {
+      let set = this.#channels.get(name);
+      if (!set) this.#channels.set(name, set = new Set());
+      set.add(subscriber);
+    }
+    this.#clients.add(subscriber);
+    this.#metrics.connectionsTotal++;
+    stream.signal.addEventListener("abort", () => this.#remove(subscriber), { once: true });
+    const lastEventId = options.lastEventId;
+    if (this.#history > 0 && lastEventId) this.#replay(subscriber, lastEventId);
+    return stream;
+  }
+
+  /**
+   * Answers an SSE request in one call: subscribes with the request's `Last-Event-ID` header and
+   * its disconnect, and answers 503 with `Retry-After` beyond the client limits.
+   * @param channels A channel name or several.
+   * @param request The incoming request.
+   * @param init Status and headers of the response.
+   * @returns The streaming response, or a 503 response.
+   * @throws {BrokerClosedError} The broker is closed.
+   * @throws {TypeError} A channel name is not a non-empty string.
+   * @example Serve a room
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker({ history: 50 });
+   * function handler(request: Request): Response {
+   *   const room = new URL(request.url).searchParams.get("room") ?? "lobby";
+   *   return broker.response(`room:${room}`, request);
+   * }
+   * ```
+   */
+  response(
+    channels: string | readonly string[],
+    request: Request,
+    init?: SseResponseInit,
+  ): Response {
+    let stream: EventStream;
+    try {
+      const signal = requestSignal(request);
+      stream = this.subscribe(channels, {
+        lastEventId: request.headers.get("last-event-id") ?? undefined,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      if (!(error instanceof BrokerLimitError)) throw error;
+      return new Response(`${error.message}\n`, {
+        status: 503,
+        headers: { "retry-after": String(this.#retryAfter), "content-type": "text/plain" },
+      });
+    }
+    return stream.response(init);
+  }
+
+  /**
+   * Publishes one event to every subscriber of a channel, on every worker that shares the
+   * bridge. The frame is encoded once for all of them.
+   * @param channel The channel.
+   * @param data The payload: a string as is, a `Uint8Array` as UTF-8 text, anything else as JSON.
+   * @param options The event name (one of the declared ones) and id.
+   * @returns A promise that resolves once every local subscriber has the frame queued. It
+   * rejects with a `TypeError`/`RangeError` for an event that cannot be encoded or an undeclared
+   * name (nothing is sent), and with {@linkcode BrokerClosedError} after `close()`.
+   * @example Publish a typed event
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker<{ price: number }>({ events: ["price"] });
+   * await broker.publish("ticker:ACME", 12.5, { event: "price" });
+   * await broker.close();
+   * ```
+   */
+  publish<Name extends keyof Events & string>(
+    channel: string,
+    data: Events[Name],
+    options?: BrokerPublishOptions<Name>,
+  ): Promise<void> {
+    try {
+      checkChannel(channel);
+      return this.#publish(channel, data, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Publishes one event to every client of the broker, once each, whatever its channels.
+   * @param data The payload.
+   * @param options The event name and id.
+   * @returns A promise that resolves once every local client has the frame queued.
+   * @example Tell everyone
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker();
+   * await broker.broadcast({ text: "maintenance at 22:00" }, { event: "announcement" });
+   * await broker.close();
+   * ```
+   */
+  broadcast<Name extends keyof Events & string>(
+    data: Events[Name],
+    options?: BrokerPublishOptions<Name>,
+  ): Promise<void> {
+    try {
+      return this.#publish(null, data, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Counts clients (not memberships: a client on three channels counts once).
+   * @param channel Count only this channel's clients.
+   * @returns The number of clients.
+   * @example Is user 42 online?
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker();
+   * const online = broker.clientCount("user:42") > 0;
+   * ```
+   */
+  clientCount(channel?: string): number {
+    if (channel === undefined) return this.#clients.size;
+    return this.#channels.get(channel)?.size ?? 0;
+  }
+
+  /**
+   * A snapshot of the broker's counters (see {@linkcode formatMetrics} for Prometheus).
+   * @returns The counters.
+   * @example Log the number of clients
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker();
+   * console.log(broker.metrics().clients);
+   * ```
+   */
+  metrics(): BrokerMetrics {
+    return { ...this.#metrics, clients: this.#clients.size };
+  }
+
+  /**
+   * Ends every stream and the bridge: producers see their signals abort, later calls throw
+   * {@linkcode BrokerClosedError}. Clients can first get a last event and a reconnection delay.
+   * @param options A last event, and a `retry` (or a random one per client within a range).
+   * @returns A promise that resolves when the bridge is closed; every stream has ended by then.
+   * @example Drain on shutdown, spreading reconnects over 1 to 10 s
+   * ```ts
+   * import { Broker } from "@flume/sse";
+   *
+   * const broker = new Broker();
+   * await broker.close({ event: { event: "bye", data: "restarting" }, retry: [1_000, 10_000] });
+   * ```
+   */
+  async close(options: BrokerCloseOptions = {}): Promise<void> {
+    if (this.#closed) return;
+    const final = options.event === undefined ? undefined : encodeText(formatEvent(options.event));
+    const retry = options.retry;
+    if (retry !== undefined) retryFor(retry); // validate before anything ends
+    this.#closed = true;
+    for (const subscriber of [...this.#clients]) {
+      const stream = subscriber.stream;
+      if (retry !== undefined) {
+        offerFrame(stream, encodeText(`retry: ${retryFor(retry)}\n\n`), "force");
+      }
+      if (final) offerFrame(stream, final, "force");
+      stream.close();
+    }
+    try {
+      await this.#bridge.close();
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+
+  #publish(
+    channel: string | null,
+    data: unknown,
+    options: BrokerPublishOptions | undefined,
+  ): Promise<void> {
+    if (this.#closed) throw new BrokerClosedError();
+    const name = options?.event;
+    this.#checkName(name);
+    const id = options?.id;
+    if (id !== undefined) formatEvent({ id });
+    const body = formatEvent(name === undefined ? { data } : { event: name, data });
+    return this.#bridge.publish(
+      id === undefined ? { channel, body } : { channel, body, id },
+      this.#history,
+    )
+      .then(() => {});
+  }
+
+  #checkName(name: string | undefined): void {
+    if (name === STREAM_RESET_EVENT) {
+      throw new TypeError(
+        `Cannot publish event: \`${STREAM_RESET_EVENT}\` is reserved for the gap signal`,
+      );
+    }
+    const events = this.#events;
+    if (events && !events.has(name ?? "message")) {
+      throw new TypeError(
+        `Cannot publish event: \`${name ?? "message"}\` is not a declared event name (declared: ${
+          [...events].map((n) => `\`${n}\``).join(", ")
+        })`,
+      );
+    }
+  }
+
+  #checkLimits(names: readonly string[]): void {
+    if (this.#clients.size >= this.#maxClients) {
+      this.#metrics.connectionsRejected++;
+      throw new BrokerLimitError(this.#maxClients);
+    }
+    for (const name of names) {
+      if ((this.#channels.get(name)?.size ?? 0) >= this.#maxPerChannel) {
+        this.#metrics.connectionsRejected++;
+        throw new BrokerLimitError(this.#maxPerChannel, name);
+      }
+    }
+  }
+
+  /** The one delivery path: every event, local or from another worker, in `seq` order. */
+  #deliver = (event: BridgeEvent): void => {
+    this.#metrics.eventsPublished++;
+    const frame = encodeText(
+      event.id === undefined ? event.body : `id: ${event.id}\n${event.body}`,
+    );
+    if (event.channel === null) {
+      for (const subscriber of this.#clients) this.#offer(subscriber, event.seq, frame);
+    } else {
+      const set = this.#channels.get(event.channel);
+      if (set) { for (const subscriber of set) this.#offer(subscriber, event.seq, frame); }
+    }
+  };
+
+  #offer(subscriber: Subscriber, seq: number, frame: Uint8Array): void {
+    const pending = subscriber.pending;
+    if (pending) {
+      pending.push({ seq, frame });
+      return;
+    }
+    this.#queue(subscriber.stream, frame);
+  }
+
+  #queue(stream: EventStream, frame: Uint8Array): void {
+    const metrics = this.#metrics;
+    const before = stream.closed;
+    if (offerFrame(stream, frame, this.#overflow)) {
+      metrics.eventsDelivered++;
+      metrics.bytesQueued += frame.byteLength;
+    } else if (!before && stream.signal.reason?.reason === "overflow") {
+      metrics.slowConsumers++;
+    }
+  }
+
+  #replay(subscriber: Subscriber, lastEventId: string): void {
+    subscriber.pending = [];
+    const channels = subscriber.channels;
+    this.#bridge.replay(channels, lastEventId, this.#history).then(
+      ({ events, gaps, head }) => this.#sendReplay(subscriber, events, gaps, head, lastEventId),
+      (error) => {
+        this.#onError(error);
+        this.#sendReplay(subscriber, [], [...channels], undefined, lastEventId);
+      },
+    );
+  }
+
+  #sendReplay(
+    subscriber: Subscriber,
+    events: readonly BridgeEvent[],
+    gaps: readonly string[],
+    head: { seq: number; id: string } | undefined,
+    lastEventId: string,
+  ): void {
+    const pending = subscriber.pending ?? [];
+    subscriber.pending = null;
+    const stream = subscriber.stream;
+    if (stream.closed) return;
+    const frames: Uint8Array[] = [];
+    let upTo = head?.seq ?? -Infinity;
+    for (const event of events) {
+      frames.push(
+        encodeText(event.id === undefined ? event.body : `id: ${event.id}\n${event.body}`),
+      );
+      if (event.seq > upTo) upTo = event.seq;
+    }
+    if (gaps.length > 0) {
+      this.#metrics.replayMisses++;
+      frames.push(encodeText(formatEvent({
+        event: STREAM_RESET_EVENT,
+        ...(head ? { id: head.id } : {}),
+        data: { channels: gaps, lastEventId: lastEventId.slice(0, 256) },
+      })));
+    } else this.#metrics.replayHits++;
+    if (frames.length > 0) {
+      // One frame for the whole replay: it must arrive whole, however long, without counting
+      // as a slow consumer.
+      const bytes = frames.reduce((sum, frame) => sum + frame.byteLength, 0);
+      offerFrame(stream, concatBytes(frames, bytes), "force");
+      this.#metrics.eventsDelivered += events.length;
+      this.#metrics.bytesQueued += bytes;
+    }
+    // [seam] Live events that came during the replay, minus those the replay already had.
+    for (const { seq, frame } of pending) if (seq > upTo) this.#queue(stream, frame);
+  }
+
+  #remove(subscriber: Subscriber): void {
+    if (!this.#clients.delete(subscriber)) return;
+    for (const name of subscriber.channels) {
+      const set = this.#channels.get(name);
+      if (!set) continue;
+      set.delete(subscriber);
+      if (set.size === 0) this.#channels.delete(name);
+    }
+  }
+}
+
+/**
+ * Renders broker counters in the Prometheus text exposition format.
+ * @param metrics What `broker.metrics()` returned.
+ * @param prefix Prepended to every metric name.
+ * @returns The text, ready to serve as `text/plain; version=0.0.4`.
+ * @example Serve /metrics
+ * ```ts
+ * import { Broker, formatMetrics } from "@flume/sse";
+ *
+ * const broker = new Broker();
+ * const response = new Response(formatMetrics(broker.metrics()), {
+ *   headers: { "content-type": "text/plain; version=0.0.4" },
+ * });
+ * ```
+ */
+export function formatMetrics(metrics: BrokerMetrics, prefix = "flume_"): string {
+  const rows: [keyof BrokerMetrics, string, "gauge" | "counter", string][] = [
+    ["clients", "clients", "gauge", "Clients connected now"],
+    ["connectionsTotal", "connections_total", "counter", "Clients ever subscribed"],
+    [
+      "connectionsRejected",
+      "connections_rejected_total",
+      "counter",
+      "Clients turned away by a limit",
+    ],
+    ["eventsPublished", "events_published_total", "counter", "Events published"],
+    ["eventsDelivered", "events_delivered_total", "counter", "Frames queued to clients"],
+    ["bytesQueued", "bytes_queued_total", "counter", "Bytes queued to clients"],
+    [
+      "slowConsumers",
+      "slow_consumers_total",
+      "counter",
+      "Clients dropped or frames discarded for overflow",
+    ],
+    ["replayHits", "replay_hits_total", "counter", "Reconnects fully replayed"],
+    ["replayMisses", "replay_misses_total", "counter", "Reconnects that got the gap signal"],
+  ];
+  let out = "";
+  for (const [key, name, type, help] of rows) {
+    out += `# HELP ${prefix}${name} ${help}\n# TYPE ${prefix}${name} ${type}\n${prefix}${name} ${
+      metrics[key]
+    }\n`;
+  }
+  return out;
+}
+
+function normalizeChannels(channels: string | readonly string[]): readonly string[] {
+  if (typeof channels === "string") {
+    checkChannel(channels);
+    return [channels];
+  }
+  if (!Array.isArray(channels) || channels.length === 0) {
+    throw new TypeError(
+      "Cannot subscribe: `channels` must be a channel name or a non-empty array of them",
+    );
+  }
+  for (const channel of channels) checkChannel(channel);
+  return [...new Set(channels)];
+}
+
+function checkChannel(channel: unknown): asserts channel is string {
+  if (typeof channel !== "string" || channel === "") {
+    throw new TypeError(
+      `Cannot use channel: a channel name must be a non-empty string, got \`${
+        typeof channel === "string" ? '""' : String(channel)
+      }\``,
+    );
+  }
+}
+
+function retryFor(retry: number | readonly [number, number]): number {
+  const [min, max] = typeof retry === "number" ? [retry, retry] : retry;
+  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 0 || max < min) {
+    throw new RangeError(
+      `Cannot close broker: \`retry\` must be a non-negative integer or a [min, max] range of them, got \`${
+        String(retry)
+      }\``,
+    );
+  }
+  return min + Math.floor(Math.random() * (max - min + 1));
+}

@@ -1,0 +1,413 @@
+import { formatEvent, type ServerSentEvent } from "./format_event.ts";
+import { StreamClosedError, StreamOverflowError } from "./errors.ts";
+import { concatBytes, encodeText } from "./_bytes.ts";
+import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
+import { sseResponse, type SseResponseInit } from "./sse_response.ts";
+
+/** Options of {@linkcode EventStream}. */
+export interface EventStreamOptions {
+  /**
+   * Milliseconds of idleness after which a keepalive comment (`:`) is sent; `null` turns it off.
+   * A busy stream sends none. The default keeps a quiet stream alive under `Bun.serve`, which
+   * closes a connection that is idle for 10 s, and under proxies with longer idle timeouts.
+   * @default {5_000}
+   */
+  heartbeat?: number | null;
+  /** Aborting this signal (for example `request.signal`) closes the stream at once. */
+  signal?: AbortSignal;
+  /**
+   * Frames queued before `send()`/`publish()` waits for the client to read.
+   * @default {256}
+   */
+  bufferSize?: number;
+  /**
+   * Bytes queued before `send()`/`publish()` waits, whatever the frame count: a 1 MB event is
+   * not "one slot". A frame is always accepted into an empty buffer, however large.
+   * @default {1_048_576}
+   */
+  bufferBytes?: number;
+  /**
+   * Milliseconds a chunk may wait for the runtime to take it (the client is reading) before the
+   * stream ends with reason `"timeout"`. This is what finds half-open connections and frozen
+   * tabs; `null` turns it off.
+   * @default {30_000}
+   */
+  writeTimeout?: number | null;
+  /**
+   * A reconnection delay in ms to send first, as a `retry:` field. Without it the stream opens
+   * with an empty comment; either way the response reaches the client at once (so
+   * `EventSource.onopen` fires even on a quiet stream).
+   */
+  retry?: number;
+}
+
+/** Options of {@linkcode EventStream.publish}. */
+export interface PublishOptions {
+  /** The event type. */
+  event?: string;
+  /** The event id. */
+  id?: string | number;
+  /** A new reconnection delay in ms. */
+  retry?: number;
+}
+
+/** What the broker does with a frame when a client's buffer is full. */
+export type OverflowPolicy = "disconnect" | "drop-oldest";
+
+type Waiter = { frame: Uint8Array; resolve(): void; reject(error: unknown): void };
+
+const OPEN = 0;
+const CLOSED = 1;
+const RESOLVED: Promise<void> = Promise.resolve();
+const HEARTBEAT = encodeText(":\n\n");
+
+/**
+ * Queues a frame without waiting, under the broker's overflow policy (`"force"`: whatever the
+ * bound, for a replay that must arrive whole). Returns false when the stream is or became closed.
+ * Internal: the broker shares one encoded frame between all its streams.
+ */
+export let offerFrame: (
+  stream: EventStream,
+  frame: Uint8Array,
+  policy: OverflowPolicy | "force",
+) => boolean;
+
+/**
+ * One client's stream of events: a bounded queue in front of a `ReadableStream` of bytes, with
+ * keepalive comments while idle and a single `AbortSignal` for every way the stream can end.
+ *
+ * Frames that pile up while the runtime is still writing the previous chunk are handed over
+ * joined, as one chunk: one system call instead of many. A frame for an idle stream goes out at
+ * once.
+ *
+ * @example Serve a stream with Deno.serve or Bun.serve
+ * ```ts
+ * import { EventStream } from "@flume/sse";
+ *
+ * function handler(_request: Request): Response {
+ *   const stream = new EventStream();
+ *   const timer = setInterval(() => stream.publish({ time: Date.now() }, { event: "time" }), 1000);
+ *   stream.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+ *   return stream.response();
+ * }
+ * ```
+ *
+ * @example Read what a stream sends
+ * ```ts
+ * import { EventStream } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const stream = new EventStream({ heartbeat: null });
+ * await stream.publish("hi", { id: "1" });
+ * stream.close();
+ * const text = await new Response(stream.readable).text();
+ * assert.equal(text, ":\n\nid: 1\ndata: hi\n\n");
+ * ```
+ */
+export class EventStream {
+  #state = OPEN;
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #waiters: Waiter[] = [];
+  /** The runtime asked for a chunk and got none yet: the next frame goes out at once. */
+  #pulling = false;
+  #flushScheduled = false;
+  #lastFlush = performance.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #abort = new AbortController();
+  #external: AbortSignal | undefined;
+  readonly #bufferSize: number;
+  readonly #bufferBytes: number;
+  readonly #heartbeat: number | null;
+  readonly #writeTimeout: number | null;
+
+  /** The body: the bytes of every frame, in order. */
+  readonly readable: ReadableStream<Uint8Array>;
+
+  /**
+   * Creates a stream; it is open at once and queues an opening frame.
+   * @param options Heartbeat, buffer bounds, write timeout and a signal that closes it.
+   * @throws {RangeError} An option is out of range.
+   */
+  constructor(options: EventStreamOptions = {}) {
+    this.#heartbeat = checkOptionalMs("EventStream", "heartbeat", options.heartbeat, 5_000);
+    this.#writeTimeout = checkOptionalMs(
+      "EventStream",
+      "writeTimeout",
+      options.writeTimeout,
+      30_000,
+    );
+    this.#bufferSize = checkPositiveInteger("EventStream", "bufferSize", options.bufferSize, 256);
+    this.#bufferBytes = checkPositiveInteger(
+      "EventStream",
+      "bufferBytes",
+      options.bufferBytes,
+      1_048_576,
+    );
+    const opening = options.retry === undefined
+      ? HEARTBEAT
+      : encodeText(formatEvent({ retry: options.retry }));
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: () => {
+        if (this.#queue.length > 0) this.#flush();
+        else this.#pulling = true;
+      },
+      cancel: (reason) => {
+        this.#end(new StreamClosedError("cancelled", { cause: reason }), false);
+      },
+    }, { highWaterMark: 0 });
+    this.#queue.push(opening);
+    this.#queuedBytes = opening.byteLength;
+    const signal = options.signal;
+    if (signal) {
+      if (signal.aborted) {
+        this.#end(new StreamClosedError("aborted", { cause: signal.reason }), false);
+        return;
+      }
+      this.#external = signal;
+      signal.addEventListener("abort", this.#onExternalAbort, { once: true });
+    }
+    this.#arm();
+  }
+
+  /**
+   * Aborts when the stream ends, whatever the way: the client went away, `close()` was called,
+   * the options' signal aborted, the client stopped reading, or its buffer overflowed. Its
+   * `reason` is a {@linkcode StreamClosedError} saying which. Producers stop on it.
+   */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Whether the stream has ended. */
+  get closed(): boolean {
+    return this.#state === CLOSED;
+  }
+
+  /**
+   * Queues one event.
+   * @param event The event to send.
+   * @returns A promise that resolves when the frame is queued; it waits while the buffer is full.
+   * It rejects with a `TypeError`/`RangeError` for an event that cannot be encoded (the stream
+   * stays usable), with {@linkcode StreamClosedError} once the stream has ended, and with
+   * {@linkcode StreamOverflowError} when `bufferSize` sends are already waiting.
+   * @example Send a named event
+   * ```ts
+   * import { EventStream } from "@flume/sse";
+   *
+   * const stream = new EventStream();
+   * await stream.send({ event: "status", data: "ready", retry: 2000 });
+   * stream.close();
+   * ```
+   */
+  send(event: ServerSentEvent): Promise<void> {
+    if (this.#state === CLOSED) return Promise.reject(this.#abort.signal.reason);
+    let frame: Uint8Array;
+    try {
+      frame = encodeText(formatEvent(event));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#sendFrame(frame);
+  }
+
+  /**
+   * Queues one event made of `data` and the given fields: a shorthand of `send()`.
+   * @param data The payload: a string as is, a `Uint8Array` as UTF-8 text, anything else as JSON.
+   * @param options The event type, id and retry.
+   * @returns A promise that resolves when the frame is queued, as `send()` does.
+   * @example Publish JSON with a name and an id
+   * ```ts
+   * import { EventStream } from "@flume/sse";
+   *
+   * const stream = new EventStream();
+   * await stream.publish({ n: 1 }, { event: "tick", id: "1" });
+   * stream.close();
+   * ```
+   */
+  publish(data: unknown, options?: PublishOptions): Promise<void> {
+    return this.send(options ? { ...options, data } : { data });
+  }
+
+  /**
+   * Queues a comment, which clients ignore: for diagnostics or a custom keepalive. Best effort:
+   * nothing happens on a closed stream or when the buffer is full.
+   * @param text The comment; each line becomes one `: line` line.
+   * @throws {TypeError} `text` is not a string or holds a lone surrogate.
+   * @example Send a comment
+   * ```ts
+   * import { EventStream } from "@flume/sse";
+   *
+   * const stream = new EventStream();
+   * stream.comment("hello");
+   * stream.close();
+   * ```
+   */
+  comment(text: string): void {
+    const frame = formatEvent({ comment: text });
+    if (this.#state === CLOSED || this.#full()) return;
+    this.#push(encodeText(frame));
+  }
+
+  /**
+   * Ends the stream: what is queued is still delivered, then the body ends. The signal aborts
+   * at once (reason `"closed"`); sends that wait for buffer space reject. Calling it again does
+   * nothing.
+   * @example Close after a last event
+   * ```ts
+   * import { EventStream } from "@flume/sse";
+   *
+   * const stream = new EventStream();
+   * await stream.publish("bye", { event: "end" });
+   * stream.close();
+   * ```
+   */
+  close(): void {
+    this.#end(new StreamClosedError("closed"), true);
+  }
+
+  /**
+   * Wraps the stream in a `Response` with the SSE headers (see {@linkcode sseResponse}).
+   * @param init Status and headers; caller headers replace the defaults of the same name.
+   * @returns The response.
+   * @example Answer a request
+   * ```ts
+   * import { EventStream } from "@flume/sse";
+   *
+   * const stream = new EventStream();
+   * const response = stream.response({ headers: { "Access-Control-Allow-Origin": "*" } });
+   * stream.close();
+   * await response.body?.cancel();
+   * ```
+   */
+  response(init?: SseResponseInit): Response {
+    return sseResponse(this, init);
+  }
+
+  #sendFrame(frame: Uint8Array): Promise<void> {
+    if (this.#waiters.length === 0 && !this.#full()) {
+      this.#push(frame);
+      return RESOLVED;
+    }
+    if (this.#waiters.length >= this.#bufferSize) {
+      return Promise.reject(new StreamOverflowError(this.#bufferSize));
+    }
+    return new Promise((resolve, reject) => this.#waiters.push({ frame, resolve, reject }));
+  }
+
+  #full(): boolean {
+    return this.#queue.length > 0 &&
+      (this.#queue.length >= this.#bufferSize || this.#queuedBytes >= this.#bufferBytes);
+  }
+
+  #push(frame: Uint8Array): void {
+    this.#queue.push(frame);
+    this.#queuedBytes += frame.byteLength;
+    // A microtask, not a synchronous flush: the frames a producer queues in one go leave as
+    // one chunk, and an idle stream still sends within the same turn of the event loop.
+    if (this.#pulling && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  #flushTask = (): void => {
+    this.#flushScheduled = false;
+    if (this.#pulling && this.#state === OPEN) this.#flush();
+  };
+
+  #flush(): void {
+    const queue = this.#queue;
+    if (queue.length === 0) return;
+    const chunk = queue.length === 1 ? queue[0] : concatBytes(queue, this.#queuedBytes);
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#pulling = false;
+    this.#lastFlush = performance.now();
+    this.#controller.enqueue(chunk);
+    const waiters = this.#waiters;
+    while (waiters.length > 0 && !this.#full()) {
+      const waiter = waiters.shift()!;
+      this.#queue.push(waiter.frame);
+      this.#queuedBytes += waiter.frame.byteLength;
+      waiter.resolve();
+    }
+  }
+
+  #offer(frame: Uint8Array, policy: OverflowPolicy | "force"): boolean {
+    if (this.#state === CLOSED) return false;
+    if (policy !== "force" && this.#full()) {
+      if (policy === "disconnect") {
+        this.#end(new StreamClosedError("overflow"), false);
+        return false;
+      }
+      // "drop-oldest": make room for the new frame, oldest first.
+      const queue = this.#queue;
+      while (queue.length > 0 && this.#full()) this.#queuedBytes -= queue.shift()!.byteLength;
+    }
+    this.#push(frame);
+    return true;
+  }
+
+  static {
+    offerFrame = (stream, frame, policy) => stream.#offer(frame, policy);
+  }
+
+  #onExternalAbort = (): void => {
+    this.#end(new StreamClosedError("aborted", { cause: this.#external?.reason }), false);
+  };
+
+  /** One timer per stream, re-armed only when it fires: no timer work per event. */
+  #arm(): void {
+    const since = performance.now() - this.#lastFlush;
+    let delay = Infinity;
+    const heartbeat = this.#heartbeat;
+    const writeTimeout = this.#writeTimeout;
+    if (heartbeat !== null) delay = since < heartbeat ? heartbeat - since : heartbeat;
+    if (writeTimeout !== null) {
+      delay = Math.min(delay, since < writeTimeout ? writeTimeout - since : writeTimeout);
+    }
+    if (delay !== Infinity) this.#timer = setTimeout(this.#tick, delay);
+  }
+
+  #tick = (): void => {
+    this.#timer = undefined;
+    const since = performance.now() - this.#lastFlush;
+    if (this.#pulling) {
+      // Idle: the runtime is waiting for us. Keep the connection (and every proxy) awake.
+      if (this.#heartbeat !== null && since >= this.#heartbeat) this.#push(HEARTBEAT);
+    } else if (this.#writeTimeout !== null && since >= this.#writeTimeout) {
+      // The runtime has not come back for more since our last chunk: the client stopped reading.
+      this.#end(new StreamClosedError("timeout"), false);
+      return;
+    }
+    this.#arm();
+  };
+
+  #end(reason: StreamClosedError, graceful: boolean): void {
+    if (this.#state === CLOSED) return;
+    this.#state = CLOSED;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#external?.removeEventListener("abort", this.#onExternalAbort);
+    this.#external = undefined;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(reason);
+    try {
+      if (graceful && this.#queue.length > 0) {
+        // Hand over what is queued beyond the high-water mark: the runtime drains it, then ends.
+        this.#controller.enqueue(concatBytes(this.#queue, this.#queuedBytes));
+      }
+      if (reason.reason === "timeout") this.#controller.error(reason);
+      else this.#controller.close();
+    } catch {
+      // Already closed or errored by the reader's cancel().
+    }
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#abort.abort(reason);
+  }
+}

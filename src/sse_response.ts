@@ -1,0 +1,209 @@
+import { EventStream } from "./event_stream.ts";
+import { StreamClosedError } from "./errors.ts";
+import type { ServerSentEvent } from "./format_event.ts";
+
+/** What {@linkcode sseResponse} can stream. */
+export type SseSource =
+  | EventStream
+  | ReadableStream<ServerSentEvent>
+  | AsyncIterable<ServerSentEvent>
+  | ((stream: EventStream) => void | Promise<void>);
+
+/** Options of {@linkcode sseResponse}: a `ResponseInit` plus the stream's settings. */
+export interface SseResponseInit extends ResponseInit {
+  /**
+   * Keepalive interval in ms for a stream that `sseResponse` creates (see `EventStream`);
+   * ignored when the source is an `EventStream`.
+   * @default {5_000}
+   */
+  heartbeat?: number | null;
+  /** Aborting it closes the stream (for example `request.signal`; not needed for disconnects). */
+  signal?: AbortSignal;
+  /**
+   * Called with what a producer or source threw; the stream closes either way. A send that
+   * failed only because the client left is not reported.
+   * @default {console.error}
+   */
+  onError?(error: unknown): void;
+}
+
+/** Hop-by-hop headers: HTTP/2 forbids them, and the runtime frames the body itself. */
+const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding"];
+
+/**
+ * Streams events as a `Response` with the right headers, from any of four sources:
+ * an `EventStream`; a `ReadableStream` or async iterable of events (`return()` / `cancel()` is
+ * called when the client goes away); or a producer function, which gets a new stream, is awaited,
+ * and closes it when it settles (a throw is reported through `onError`).
+ *
+ * Headers: `Content-Type: text/event-stream; charset=utf-8`, `Cache-Control: no-cache,
+ * no-transform` and `X-Accel-Buffering: no` (so nginx does not buffer), replaced by caller headers
+ * of the same name; hop-by-hop headers (`Connection`, `Keep-Alive`, `Transfer-Encoding`) are
+ * never sent, even when given.
+ *
+ * Disconnects are seen without `request.signal`: the body's cancellation is enough on every
+ * runtime, so passing `signal` is optional.
+ *
+ * @param source What to stream.
+ * @param init Status, headers, and the options of a stream that is created here.
+ * @returns The response, whose body starts at once with an opening comment.
+ * @throws {TypeError} `source` is none of the four kinds.
+ *
+ * @example A producer under Deno.serve or Bun.serve
+ * ```ts
+ * import { sseResponse } from "@flume/sse";
+ *
+ * export default {
+ *   fetch(_request: Request): Response {
+ *     return sseResponse(async (stream) => {
+ *       for (let n = 1; !stream.signal.aborted && n <= 3; n++) {
+ *         await stream.publish({ n }, { event: "tick", id: String(n) });
+ *       }
+ *     });
+ *   },
+ * };
+ * ```
+ *
+ * @example An async generator as the source
+ * ```ts
+ * import { sseResponse } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * async function* countdown() {
+ *   for (let n = 3; n > 0; n--) yield { data: String(n) };
+ * }
+ * const response = sseResponse(countdown(), { heartbeat: null });
+ * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+ * assert.equal(await response.text(), ":\n\ndata: 3\n\ndata: 2\n\ndata: 1\n\n");
+ * ```
+ */
+export function sseResponse(source: SseSource, init: SseResponseInit = {}): Response {
+  const { heartbeat, signal, onError, ...responseInit } = init;
+  const report = onError ?? reportToConsole;
+  let stream: EventStream;
+  if (source instanceof EventStream) {
+    stream = source;
+    if (signal) closeOnAbort(stream, signal);
+  } else {
+    stream = new EventStream(signal ? { heartbeat, signal } : { heartbeat });
+    if (typeof source === "function") void runProducer(stream, source, report);
+    else if (source instanceof ReadableStream) void pumpReadable(stream, source, report);
+    else if (source && typeof source === "object" && Symbol.asyncIterator in source) {
+      void pumpIterable(stream, source, report);
+    } else {
+      stream.close();
+      throw new TypeError(
+        "Cannot create SSE response: `source` must be an EventStream, a ReadableStream, an async iterable or a function",
+      );
+    }
+  }
+  return new Response(stream.readable, { ...responseInit, headers: sseHeaders(responseInit) });
+}
+
+function sseHeaders(init: ResponseInit): Headers {
+  const headers = new Headers({
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+  });
+  if (init.headers) {
+    for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
+    for (const name of HOP_BY_HOP) headers.delete(name);
+  }
+  return headers;
+}
+
+function closeOnAbort(stream: EventStream, signal: AbortSignal): void {
+  if (signal.aborted) return stream.close();
+  const onAbort = (): void => stream.close();
+  signal.addEventListener("abort", onAbort, { once: true });
+  stream.signal.addEventListener(
+    "abort",
+    () => signal.removeEventListener("abort", onAbort),
+    { once: true },
+  );
+}
+
+async function runProducer(
+  stream: EventStream,
+  producer: (stream: EventStream) => void | Promise<void>,
+  report: (error: unknown) => void,
+): Promise<void> {
+  try {
+    await producer(stream);
+  } catch (error) {
+    reportUnlessClosed(stream, error, report);
+  } finally {
+    stream.close();
+  }
+}
+
+async function pumpReadable(
+  stream: EventStream,
+  source: ReadableStream<ServerSentEvent>,
+  report: (error: unknown) => void,
+): Promise<void> {
+  const reader = source.getReader();
+  const onAbort = (): void => void reader.cancel(stream.signal.reason).catch(() => {});
+  stream.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    while (!stream.signal.aborted) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await stream.send(value);
+    }
+  } catch (error) {
+    reportUnlessClosed(stream, error, report);
+    void reader.cancel(error).catch(() => {});
+  } finally {
+    stream.signal.removeEventListener("abort", onAbort);
+    reader.releaseLock();
+    stream.close();
+  }
+}
+
+async function pumpIterable(
+  stream: EventStream,
+  source: AsyncIterable<ServerSentEvent>,
+  report: (error: unknown) => void,
+): Promise<void> {
+  const iterator = source[Symbol.asyncIterator]();
+  let returned = false;
+  const stop = (): void => {
+    if (returned) return;
+    returned = true;
+    // Queued behind a pending next() on an async generator; it runs as soon as that settles.
+    void Promise.resolve(iterator.return?.()).catch(report);
+  };
+  stream.signal.addEventListener("abort", stop, { once: true });
+  try {
+    while (!stream.signal.aborted) {
+      const { done, value } = await iterator.next();
+      if (done) {
+        returned = true;
+        break;
+      }
+      await stream.send(value);
+    }
+  } catch (error) {
+    reportUnlessClosed(stream, error, report);
+    stop();
+  } finally {
+    stream.signal.removeEventListener("abort", stop);
+    stream.close();
+  }
+}
+
+/** A send that failed because this stream ended is how a producer learns it should stop. */
+function reportUnlessClosed(
+  stream: EventStream,
+  error: unknown,
+  report: (error: unknown) => void,
+): void {
+  if (error instanceof StreamClosedError && error === stream.signal.reason) return;
+  report(error);
+}
+
+function reportToConsole(error: unknown): void {
+  console.error("sseResponse: the event source failed and the stream was closed:", error);
+}

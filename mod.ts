@@ -12,16 +12,15 @@
  * ```ts
  * import { sseResponse } from "@flume/sse";
  *
- * export default {
- *   fetch(_request: Request): Response {
- *     return sseResponse(async (stream) => {
- *       for (let n = 1; !stream.signal.aborted; n++) {
- *         await stream.publish({ n }, { event: "tick", id: String(n) });
- *         await new Promise((resolve) => setTimeout(resolve, 1000));
- *       }
- *     });
- *   },
- * };
+ * function handler(_request: Request): Response {
+ *   return sseResponse(async (stream) => {
+ *     for (let n = 1; !stream.signal.aborted; n++) {
+ *       await stream.publish({ n }, { event: "tick", id: String(n) });
+ *       await new Promise((resolve) => setTimeout(resolve, 1000));
+ *     }
+ *   });
+ * }
+ * // Deno.serve(handler) or Bun.serve({ fetch: handler })
  * ```
  *
  * @module

@@ -216,17 +216,15 @@ interface Subscriber {
  * type Events = { notification: { text: string }; read: { id: string } };
  * const broker = new Broker<Events>({ events: ["notification", "read"], history: 100 });
  *
- * export default {
- *   async fetch(request: Request): Promise<Response> {
- *     const url = new URL(request.url);
- *     const user = url.searchParams.get("user") ?? "anonymous";
- *     if (request.method === "POST") {
- *       await broker.publish(`user:${user}`, await request.json(), { event: "notification" });
- *       return new Response(null, { status: 204 });
- *     }
- *     return broker.response(`user:${user}`, request);
- *   },
- * };
+ * async function handler(request: Request): Promise<Response> {
+ *   const user = new URL(request.url).searchParams.get("user") ?? "anonymous";
+ *   if (request.method === "POST") {
+ *     await broker.publish(`user:${user}`, await request.json(), { event: "notification" });
+ *     return new Response(null, { status: 204 });
+ *   }
+ *   return broker.response(`user:${user}`, request);
+ * }
+ * // Deno.serve(handler) or Bun.serve({ fetch: handler })
  * ```
  */
 export class Broker<Events extends Record<string, unknown> = Record<string, unknown>> {

@@ -53,15 +53,14 @@ const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding"];
  * ```ts
  * import { sseResponse } from "@flume/sse";
  *
- * export default {
- *   fetch(_request: Request): Response {
- *     return sseResponse(async (stream) => {
- *       for (let n = 1; !stream.signal.aborted && n <= 3; n++) {
- *         await stream.publish({ n }, { event: "tick", id: String(n) });
- *       }
- *     });
- *   },
- * };
+ * function handler(_request: Request): Response {
+ *   return sseResponse(async (stream) => {
+ *     for (let n = 1; !stream.signal.aborted && n <= 3; n++) {
+ *       await stream.publish({ n }, { event: "tick", id: String(n) });
+ *     }
+ *   });
+ * }
+ * // Deno.serve(handler) or Bun.serve({ fetch: handler })
  * ```
  *
  * @example An async generator as the source

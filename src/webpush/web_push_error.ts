@@ -1,0 +1,147 @@
+import type { PushSubscriptionJSON } from "./parse_push_subscription.ts";
+
+/** Options for {@linkcode WebPushError} and {@linkcode WebPushGoneError}. */
+export interface WebPushErrorOptions {
+  /** The HTTP status the push service answered. */
+  status: number;
+  /** The subscription endpoint the message was sent to. */
+  endpoint: string;
+  /**
+   * The start of the response body, as text: push services explain refusals there.
+   *
+   * @default {""}
+   */
+  body?: string;
+  /**
+   * Seconds to wait before trying again, from the `Retry-After` header (a 429 or 503 usually
+   * carries one).
+   *
+   * @default {undefined}
+   */
+  retryAfter?: number;
+  /**
+   * The underlying cause, if any.
+   *
+   * @default {undefined}
+   */
+  cause?: unknown;
+}
+
+/**
+ * A push service refused a message. The subscription may still be valid: only a
+ * {@linkcode WebPushGoneError} means it should be deleted.
+ *
+ * @example Retry later on 429
+ * ```ts
+ * import { WebPushError } from "@flume/sse/webpush";
+ *
+ * const error = new WebPushError("Cannot send push message: push service answered 429", {
+ *   status: 429,
+ *   endpoint: "https://push.example.net/abc",
+ *   retryAfter: 30,
+ * });
+ * if (error.status === 429) console.log(`retry in ${error.retryAfter} s`);
+ * ```
+ */
+export class WebPushError extends Error {
+  /** Always `"WebPushError"`. */
+  override name: string = "WebPushError";
+  /** The HTTP status the push service answered. */
+  readonly status: number;
+  /** The subscription endpoint the message was sent to. */
+  readonly endpoint: string;
+  /** The start of the response body, as text. */
+  readonly body: string;
+  /** Seconds to wait before trying again, when the push service said so. */
+  readonly retryAfter: number | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param message What failed and why.
+   * @param options Status, endpoint, response text and retry delay.
+   */
+  constructor(message: string, options: WebPushErrorOptions) {
+    super(message, { cause: options.cause });
+    this.status = options.status;
+    this.endpoint = options.endpoint;
+    this.body = options.body ?? "";
+    this.retryAfter = options.retryAfter;
+  }
+}
+
+/**
+ * The push service answered 404 or 410: the subscription has expired or was unsubscribed, and
+ * should be deleted. No other status means that.
+ *
+ * @example Delete a gone subscription
+ * ```ts
+ * import { WebPushGoneError } from "@flume/sse/webpush";
+ *
+ * const error: unknown = new WebPushGoneError("Cannot send push message: gone", {
+ *   status: 410,
+ *   endpoint: "https://push.example.net/abc",
+ * });
+ * if (error instanceof WebPushGoneError) console.log(`delete ${error.endpoint}`);
+ * ```
+ */
+export class WebPushGoneError extends WebPushError {
+  /** Always `"WebPushGoneError"`. */
+  override name: string = "WebPushGoneError";
+}
+
+/** One subscription that `WebPushDispatcher.sendMany()` could not deliver to. */
+export interface WebPushFailure {
+  /** The subscription, as it was passed in. */
+  subscription: PushSubscriptionJSON;
+  /** Why: a {@linkcode WebPushError}, a `TypeError` for an invalid subscription, a network error. */
+  error: unknown;
+}
+
+/**
+ * Some messages of a `WebPushDispatcher.sendMany()` call without `onError` failed. The
+ * others were delivered; the gone endpoints are still reported, in {@linkcode gone}.
+ *
+ * @example Handle a partly failed batch
+ * ```ts
+ * import { WebPushBatchError, type WebPushDispatcher } from "@flume/sse/webpush";
+ * import type { PushSubscriptionJSON } from "@flume/sse/webpush";
+ *
+ * export async function notifyAll(dispatcher: WebPushDispatcher, subs: PushSubscriptionJSON[]) {
+ *   let gone: string[];
+ *   try {
+ *     gone = await dispatcher.sendMany(subs, { title: "Hello" });
+ *   } catch (error) {
+ *     if (!(error instanceof WebPushBatchError)) throw error;
+ *     for (const failure of error.failures) console.warn(failure.subscription.endpoint, failure.error);
+ *     gone = error.gone;
+ *   }
+ *   console.log("delete", gone);
+ * }
+ * ```
+ */
+export class WebPushBatchError extends AggregateError {
+  /** Always `"WebPushBatchError"`. */
+  override name: string = "WebPushBatchError";
+  /** Endpoints that answered 404 or 410: delete them. */
+  readonly gone: string[];
+  /** The subscriptions that failed otherwise, each with its error. */
+  readonly failures: WebPushFailure[];
+
+  /**
+   * Creates the error.
+   *
+   * @param gone The endpoints that are gone.
+   * @param failures The other failures.
+   */
+  constructor(gone: string[], failures: WebPushFailure[]) {
+    const goneText = gone.length === 1 ? "1 endpoint is gone" : `${gone.length} endpoints are gone`;
+    super(
+      failures.map((failure) => failure.error),
+      `Cannot send push messages: ${failures.length} failed` +
+        (gone.length > 0 ? `, ${goneText}` : ""),
+    );
+    this.gone = gone;
+    this.failures = failures;
+  }
+}

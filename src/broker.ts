@@ -1,4 +1,4 @@
-import { EventStream, offerFrame, type OverflowPolicy } from "./event_stream.ts";
+import { EventStream, offerFrame, type OverflowPolicy, quietRejection } from "./event_stream.ts";
 import { formatEvent, type ServerSentEvent } from "./format_event.ts";
 import { concatBytes, encodeText } from "./_bytes.ts";
 import { checkPositiveInteger } from "./_options.ts";
@@ -429,7 +429,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       checkChannel(channel);
       return this.#publish(channel, data, options);
     } catch (error) {
-      return Promise.reject(error);
+      return rejectWith(error);
     }
   }
 
@@ -454,7 +454,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     try {
       return this.#publish(null, data, options);
     } catch (error) {
-      return Promise.reject(error);
+      return rejectWith(error);
     }
   }
 
@@ -711,6 +711,11 @@ export function formatMetrics(metrics: BrokerMetrics, prefix = "flume_"): string
     }\n`;
   }
   return out;
+}
+
+/** A publish after close() must not crash a process that fired it and forgot it. */
+function rejectWith(error: unknown): Promise<never> {
+  return error instanceof BrokerClosedError ? quietRejection(error) : Promise.reject(error);
 }
 
 function normalizeChannels(channels: string | readonly string[]): readonly string[] {

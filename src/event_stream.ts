@@ -61,6 +61,19 @@ const CLOSED = 1;
 const RESOLVED: Promise<void> = Promise.resolve();
 const HEARTBEAT = encodeText(":\n\n");
 
+function noop(): void {}
+
+/**
+ * A rejection that does not count as unhandled: `await` still throws it, but a fire-and-forget
+ * publish to a stream whose client left must not crash the process (Deno exits on an unhandled
+ * rejection).
+ */
+export function quietRejection(reason: unknown): Promise<never> {
+  const rejected = Promise.reject(reason);
+  rejected.catch(noop);
+  return rejected;
+}
+
 /**
  * Queues a frame without waiting, under the broker's overflow policy (`"force"`: whatever the
  * bound, for a replay that must arrive whole). Returns false when the stream is or became closed.
@@ -205,7 +218,7 @@ export class EventStream {
    * ```
    */
   send(event: ServerSentEvent): Promise<void> {
-    if (this.#state === CLOSED) return Promise.reject(this.#abort.signal.reason);
+    if (this.#state === CLOSED) return quietRejection(this.#abort.signal.reason);
     let frame: Uint8Array;
     try {
       frame = encodeText(formatEvent(event));
@@ -296,7 +309,11 @@ export class EventStream {
     if (this.#waiters.length >= this.#bufferSize) {
       return Promise.reject(new StreamOverflowError(this.#bufferSize));
     }
-    return new Promise((resolve, reject) => this.#waiters.push({ frame, resolve, reject }));
+    const queued = new Promise<void>((resolve, reject) => {
+      this.#waiters.push({ frame, resolve, reject });
+    });
+    queued.catch(noop); // see quietRejection
+    return queued;
   }
 
   #full(): boolean {

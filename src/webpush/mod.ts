@@ -27,8 +27,8 @@
  * const gone = await dispatcher.sendMany(subscriptions, {
  *   title: "Build finished",
  *   body: "main is green",
- * }, { onError: (error, sub) => console.warn(sub.endpoint, error) });
- * console.log("delete", gone);
+ * });
+ * console.log("delete", gone, "failed", gone.failures);
  * ```
  *
  * @module
@@ -52,11 +52,11 @@ export {
   WebPushDispatcher,
   type WebPushDispatcherOptions,
   type WebPushSendManyOptions,
+  type WebPushSendManyResult,
   type WebPushSendOptions,
   type WebPushUrgency,
 } from "./web_push_dispatcher.ts";
 export {
-  WebPushBatchError,
   WebPushError,
   type WebPushErrorOptions,
   type WebPushFailure,

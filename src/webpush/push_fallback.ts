@@ -112,10 +112,12 @@ export class PushFallback {
    * @param channel The user's broker channel, e.g. `user:42`.
    * @param data The event data: the SSE `data` and the envelope's `data`.
    * @param options The user's subscriptions, the event name and id, and push options.
-   * @returns Which way the event went, with the gone endpoints when it was pushed.
-   * @throws {RangeError} The push envelope is too large for a push message (checked before
-   *   anything is sent).
-   * @throws {WebPushBatchError} Some pushes failed and no `onError` was given.
+   * @returns Which way the event went, with the gone endpoints when it was pushed. A push that
+   *   failed otherwise is reported to `options.onError`, or else to `console.error`, and counts
+   *   as not delivered.
+   * @throws {RangeError} The push envelope is too large for a push message, or a push option is
+   *   bad (checked before anything is sent).
+   * @throws {TypeError} The data has no JSON form, or `urgency` or `topic` is bad.
    *
    * @example Deliver a chat message
    * ```ts ignore
@@ -148,14 +150,18 @@ export class PushFallback {
 
     const envelope: PushEnvelope = { event: event ?? "message", data };
     if (id !== undefined) envelope.id = id;
+    // Counted here rather than from `failures`, which also holds what a throwing `onError` threw.
     let failed = 0;
-    const gone = await this.#dispatcher.sendMany(subscriptions, envelope, {
+    const result = await this.#dispatcher.sendMany(subscriptions, envelope, {
       ...sendOptions,
       onError: onError === undefined ? undefined : (error, subscription) => {
         failed++;
         onError(error, subscription);
       },
     });
+    if (onError === undefined) failed = result.failures.length;
+    // A plain array: the result is meant to be stored or sent as JSON.
+    const gone = [...result];
     return { via: "push", delivered: subscriptions.length - gone.length - failed, gone };
   }
 }

@@ -4,12 +4,7 @@ import { checkPayloadSize, encodePayload } from "./_payload.ts";
 import { parseRetryAfter, readBodyStart } from "./_response.ts";
 import { VapidSigner } from "./_vapid.ts";
 import { parsePushSubscription, type PushSubscriptionJSON } from "./parse_push_subscription.ts";
-import {
-  WebPushBatchError,
-  WebPushError,
-  type WebPushFailure,
-  WebPushGoneError,
-} from "./web_push_error.ts";
+import { WebPushError, type WebPushFailure, WebPushGoneError } from "./web_push_error.ts";
 
 /** The VAPID identity of the application server. */
 export interface VapidDetails {
@@ -99,14 +94,31 @@ export interface WebPushSendManyOptions extends WebPushSendOptions {
    */
   concurrency?: number;
   /**
-   * Called for each subscription that failed for a reason other than being gone (an invalid
-   * subscription, a 429, a 5xx, a network error, an abort). When given, `sendMany()` resolves
-   * with the gone endpoints; when not, it rejects with a {@linkcode WebPushBatchError} holding
-   * both the failures and the gone endpoints.
+   * Called as it happens for each subscription that failed for a reason other than being gone
+   * (an invalid subscription, a 429, a 5xx, a network error, an abort). Every such failure is
+   * also in the result's `failures`. If it throws, the batch goes on and that error is added to
+   * `failures` as well.
    *
-   * @default {undefined}
+   * @default {console.error}
    */
   onError?: (error: unknown, subscription: PushSubscriptionJSON) => void;
+}
+
+/**
+ * What {@linkcode WebPushDispatcher.sendMany} resolves with: the endpoints that are gone
+ * (404/410, delete them), carrying every other failure in `failures`.
+ */
+export interface WebPushSendManyResult extends Array<string> {
+  /**
+   * The subscriptions that failed for another reason, each with its error, in the order they
+   * failed; keep these subscriptions. An `onError` that threw adds its own error here too, after
+   * the failure it was reporting.
+   */
+  failures: WebPushFailure[];
+}
+
+function reportToConsole(error: unknown, subscription: PushSubscriptionJSON): void {
+  console.error(`WebPushDispatcher.sendMany: push to ${subscription?.endpoint} failed:`, error);
 }
 
 const URGENCIES = new Set(["very-low", "low", "normal", "high"]);
@@ -242,16 +254,20 @@ export class WebPushDispatcher {
   }
 
   /**
-   * Sends one payload to many subscriptions, a few at a time, and returns the endpoints that are
-   * gone (404/410) so you can delete them. Other failures never stop the batch and are never
-   * dropped: each goes to `options.onError` if given, or else the call rejects at the end with a
-   * {@linkcode WebPushBatchError} that holds them and the gone endpoints.
+   * Sends one payload to many subscriptions, a few at a time, and resolves with the endpoints
+   * that are gone (404/410) so you can delete them. Other failures never stop the batch and are
+   * never dropped: each is reported as it happens, to `options.onError` or else to
+   * `console.error`, and all of them are in the result's `failures`. Only misuse found before any
+   * request (a bad option, a payload too large) rejects.
    *
    * @param subscriptions The subscriptions to send to.
    * @param payload As for {@linkcode WebPushDispatcher.send}; encoded and size-checked once,
    *   before any request.
    * @param options Send options for every message, plus `concurrency` and `onError`.
-   * @returns The endpoints that are gone.
+   * @returns The endpoints that are gone, with a `failures` property holding every other failure.
+   * @throws {TypeError} A payload with no JSON form, or a bad `urgency` or `topic`.
+   * @throws {RangeError} A payload too large, or a bad `ttl` or `concurrency`; nothing has been
+   *   sent.
    *
    * @example Notify everyone and prune
    * ```ts ignore
@@ -263,14 +279,14 @@ export class WebPushDispatcher {
    *   concurrency: 16,
    *   onError: (error, sub) => console.warn(`push to ${sub.endpoint} failed`, error),
    * });
-   * console.log("delete", gone);
+   * console.log("delete", gone, "keep, but retry later", gone.failures.length);
    * ```
    */
   async sendMany(
     subscriptions: readonly PushSubscriptionJSON[],
     payload: unknown,
     options: WebPushSendManyOptions = {},
-  ): Promise<string[]> {
+  ): Promise<WebPushSendManyResult> {
     const concurrency = options.concurrency ?? 8;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new RangeError(
@@ -280,7 +296,8 @@ export class WebPushDispatcher {
     const plaintext = encodePayload(payload);
     checkPayloadSize(plaintext);
     const headers = this.#headers(options);
-    const { signal, onError } = options;
+    const { signal } = options;
+    const report = options.onError ?? reportToConsole;
 
     const gone: string[] = [];
     const failures: WebPushFailure[] = [];
@@ -294,23 +311,21 @@ export class WebPushDispatcher {
         } catch (error) {
           if (error instanceof WebPushGoneError) {
             gone.push(error.endpoint);
-          } else if (onError !== undefined) {
-            try {
-              onError(error, subscription);
-            } catch (callbackError) {
-              // A throwing callback must not stop the other workers or lose the failure.
-              failures.push({ subscription, error: callbackError });
-            }
           } else {
             failures.push({ subscription, error });
+            try {
+              report(error, subscription);
+            } catch (callbackError) {
+              // A throwing callback must not stop the other workers, and its error is news too.
+              failures.push({ subscription, error: callbackError });
+            }
           }
         }
       }
     };
     const workers = Math.min(concurrency, subscriptions.length);
     await Promise.all(Array.from({ length: workers }, worker));
-    if (failures.length > 0) throw new WebPushBatchError(gone, failures);
-    return gone;
+    return Object.assign(gone, { failures });
   }
 
   #headers(options: WebPushSendOptions): Headers {

@@ -90,58 +90,13 @@ export class WebPushGoneError extends WebPushError {
   override name: string = "WebPushGoneError";
 }
 
-/** One subscription that `WebPushDispatcher.sendMany()` could not deliver to. */
+/** One subscription that `WebPushDispatcher.sendMany()` could not deliver to, though not gone. */
 export interface WebPushFailure {
   /** The subscription, as it was passed in. */
   subscription: PushSubscriptionJSON;
-  /** Why: a {@linkcode WebPushError}, a `TypeError` for an invalid subscription, a network error. */
-  error: unknown;
-}
-
-/**
- * Some messages of a `WebPushDispatcher.sendMany()` call without `onError` failed. The
- * others were delivered; the gone endpoints are still reported, in {@linkcode gone}.
- *
- * @example Handle a partly failed batch
- * ```ts
- * import { WebPushBatchError, type WebPushDispatcher } from "@flume/sse/webpush";
- * import type { PushSubscriptionJSON } from "@flume/sse/webpush";
- *
- * export async function notifyAll(dispatcher: WebPushDispatcher, subs: PushSubscriptionJSON[]) {
- *   let gone: string[];
- *   try {
- *     gone = await dispatcher.sendMany(subs, { title: "Hello" });
- *   } catch (error) {
- *     if (!(error instanceof WebPushBatchError)) throw error;
- *     for (const failure of error.failures) console.warn(failure.subscription.endpoint, failure.error);
- *     gone = error.gone;
- *   }
- *   console.log("delete", gone);
- * }
- * ```
- */
-export class WebPushBatchError extends AggregateError {
-  /** Always `"WebPushBatchError"`. */
-  override name: string = "WebPushBatchError";
-  /** Endpoints that answered 404 or 410: delete them. */
-  readonly gone: string[];
-  /** The subscriptions that failed otherwise, each with its error. */
-  readonly failures: WebPushFailure[];
-
   /**
-   * Creates the error.
-   *
-   * @param gone The endpoints that are gone.
-   * @param failures The other failures.
+   * Why: a {@linkcode WebPushError}, a `TypeError` for an invalid subscription, a network error,
+   * the signal's abort reason, or what a throwing `onError` threw.
    */
-  constructor(gone: string[], failures: WebPushFailure[]) {
-    const goneText = gone.length === 1 ? "1 endpoint is gone" : `${gone.length} endpoints are gone`;
-    super(
-      failures.map((failure) => failure.error),
-      `Cannot send push messages: ${failures.length} failed` +
-        (gone.length > 0 ? `, ${goneText}` : ""),
-    );
-    this.gone = gone;
-    this.failures = failures;
-  }
+  error: unknown;
 }

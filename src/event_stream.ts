@@ -22,7 +22,9 @@ export interface EventStreamOptions {
   bufferSize?: number;
   /**
    * Bytes queued before `send()`/`publish()` waits, whatever the frame count: a 1 MB event is
-   * not "one slot". A frame is always accepted into an empty buffer, however large.
+   * not "one slot". A frame is always accepted into an empty buffer, however large. Frames are
+   * kept as text until they leave (one encode per chunk is far cheaper than one per frame), so
+   * non-ASCII text counts one per UTF-16 code unit here.
    * @default {1_048_576}
    */
   bufferBytes?: number;
@@ -54,7 +56,9 @@ export interface PublishOptions {
 /** What the broker does with a frame when a client's buffer is full. */
 export type OverflowPolicy = "disconnect" | "drop-oldest";
 
-type Waiter = { frame: Uint8Array; resolve(): void; reject(error: unknown): void };
+type Frame = string | Uint8Array;
+const sizeOf = (f: Frame): number => typeof f === "string" ? f.length : f.byteLength;
+type Waiter = { frame: Frame; resolve(): void; reject(error: unknown): void };
 
 const OPEN = 0;
 const CLOSED = 1;
@@ -76,14 +80,15 @@ export function quietRejection(reason: unknown): Promise<never> {
 
 /**
  * Queues a frame without waiting, under the broker's overflow policy (`"force"`: whatever the
- * bound, for a replay that must arrive whole). Returns false when the stream is or became closed.
- * Internal: the broker shares one encoded frame between all its streams.
+ * bound, for a replay that must arrive whole). Returns how many queued frames `"drop-oldest"`
+ * discarded to make room (0 mostly), or -1 when the stream is or became closed and the frame was
+ * not queued. Internal: the broker shares one encoded frame between all its streams.
  */
 export let offerFrame: (
   stream: EventStream,
   frame: Uint8Array,
   policy: OverflowPolicy | "force",
-) => boolean;
+) => number;
 
 /**
  * One client's stream of events: a bounded queue in front of a `ReadableStream` of bytes, with
@@ -119,7 +124,7 @@ export let offerFrame: (
  */
 export class EventStream {
   #state = OPEN;
-  #queue: Uint8Array[] = [];
+  #queue: Frame[] = [];
   #queuedBytes = 0;
   #waiters: Waiter[] = [];
   /** The runtime asked for a chunk and got none yet: the next frame goes out at once. */
@@ -166,8 +171,11 @@ export class EventStream {
         this.#controller = controller;
       },
       pull: () => {
-        if (this.#queue.length > 0) this.#flush();
-        else this.#pulling = true;
+        this.#pulling = true;
+        if (this.#queue.length > 0 && !this.#flushScheduled) {
+          this.#flushScheduled = true;
+          queueMicrotask(this.#flushTask);
+        }
       },
       cancel: (reason) => {
         this.#end(new StreamClosedError("cancelled", { cause: reason }), false);
@@ -219,9 +227,9 @@ export class EventStream {
    */
   send(event: ServerSentEvent): Promise<void> {
     if (this.#state === CLOSED) return quietRejection(this.#abort.signal.reason);
-    let frame: Uint8Array;
+    let frame: string;
     try {
-      frame = encodeText(formatEvent(event));
+      frame = formatEvent(event);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -301,7 +309,7 @@ export class EventStream {
     return sseResponse(this, init);
   }
 
-  #sendFrame(frame: Uint8Array): Promise<void> {
+  #sendFrame(frame: Frame): Promise<void> {
     if (this.#waiters.length === 0 && !this.#full()) {
       this.#push(frame);
       return RESOLVED;
@@ -321,9 +329,9 @@ export class EventStream {
       (this.#queue.length >= this.#bufferSize || this.#queuedBytes >= this.#bufferBytes);
   }
 
-  #push(frame: Uint8Array): void {
+  #push(frame: Frame): void {
     this.#queue.push(frame);
-    this.#queuedBytes += frame.byteLength;
+    this.#queuedBytes += sizeOf(frame);
     // A microtask, not a synchronous flush: the frames a producer queues in one go leave as
     // one chunk, and an idle stream still sends within the same turn of the event loop.
     if (this.#pulling && !this.#flushScheduled) {
@@ -332,7 +340,15 @@ export class EventStream {
     }
   }
 
+  #seen = 0;
   #flushTask = (): void => {
+    const length = this.#queue.length;
+    if (length !== this.#seen && length < this.#bufferSize && this.#queuedBytes < 65_536) {
+      this.#seen = length;
+      queueMicrotask(this.#flushTask);
+      return;
+    }
+    this.#seen = 0;
     this.#flushScheduled = false;
     if (this.#pulling && this.#state === OPEN) this.#flush();
   };
@@ -340,7 +356,7 @@ export class EventStream {
   #flush(): void {
     const queue = this.#queue;
     if (queue.length === 0) return;
-    const chunk = queue.length === 1 ? queue[0] : concatBytes(queue, this.#queuedBytes);
+    const chunk = toBytes(queue);
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#pulling = false;
@@ -350,24 +366,28 @@ export class EventStream {
     while (waiters.length > 0 && !this.#full()) {
       const waiter = waiters.shift()!;
       this.#queue.push(waiter.frame);
-      this.#queuedBytes += waiter.frame.byteLength;
+      this.#queuedBytes += sizeOf(waiter.frame);
       waiter.resolve();
     }
   }
 
-  #offer(frame: Uint8Array, policy: OverflowPolicy | "force"): boolean {
-    if (this.#state === CLOSED) return false;
+  #offer(frame: Uint8Array, policy: OverflowPolicy | "force"): number {
+    if (this.#state === CLOSED) return -1;
+    let dropped = 0;
     if (policy !== "force" && this.#full()) {
       if (policy === "disconnect") {
         this.#end(new StreamClosedError("overflow"), false);
-        return false;
+        return -1;
       }
       // "drop-oldest": make room for the new frame, oldest first.
       const queue = this.#queue;
-      while (queue.length > 0 && this.#full()) this.#queuedBytes -= queue.shift()!.byteLength;
+      while (queue.length > 0 && this.#full()) {
+        this.#queuedBytes -= sizeOf(queue.shift()!);
+        dropped++;
+      }
     }
     this.#push(frame);
-    return true;
+    return dropped;
   }
 
   static {
@@ -416,7 +436,7 @@ export class EventStream {
     try {
       if (graceful && this.#queue.length > 0) {
         // Hand over what is queued beyond the high-water mark: the runtime drains it, then ends.
-        this.#controller.enqueue(concatBytes(this.#queue, this.#queuedBytes));
+        this.#controller.enqueue(toBytes(this.#queue));
       }
       if (reason.reason === "timeout") this.#controller.error(reason);
       else this.#controller.close();
@@ -427,4 +447,30 @@ export class EventStream {
     this.#queuedBytes = 0;
     this.#abort.abort(reason);
   }
+}
+
+/** One encode per run of text frames: far cheaper than one per frame (Deno's encode has a fixed cost). */
+function toBytes(queue: Frame[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  let text = "";
+  for (const frame of queue) {
+    if (typeof frame === "string") text += frame;
+    else {
+      if (text !== "") {
+        const bytes = encodeText(text);
+        parts.push(bytes);
+        total += bytes.byteLength;
+        text = "";
+      }
+      parts.push(frame);
+      total += frame.byteLength;
+    }
+  }
+  if (text !== "") {
+    const bytes = encodeText(text);
+    parts.push(bytes);
+    total += bytes.byteLength;
+  }
+  return parts.length === 1 ? parts[0] : concatBytes(parts, total);
 }

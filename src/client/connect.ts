@@ -190,10 +190,12 @@ const MAX_TIMEOUT = 2_147_483_647;
  *   Promise.resolve(
  *     new Response("data: hello\n\n", { headers: { "Content-Type": "text/event-stream" } }),
  *   );
+ * const seen = [];
  * for await (const event of connect("https://example.com/events", { fetch: fetchStub })) {
- *   assert.deepEqual(event, { type: "message", data: "hello", lastEventId: "" });
+ *   seen.push(event);
  *   break; // cancels the body; no reconnect and no timer is left behind
  * }
+ * assert.deepEqual(seen, [{ type: "message", data: "hello", lastEventId: "" }]);
  * ```
  */
 export function connect(input: string | URL | Request, options: ConnectOptions = {}): Connection {
@@ -375,11 +377,11 @@ class ClientConnection implements Connection {
           }
         }
         if (closed.aborted) return;
+        this.#state = "connecting";
         if (error !== undefined) this.#options.onError?.(error);
         failures = gotBytes ? 1 : failures + 1;
         const delay = backoffDelay(failures, reconnectionTime, this.#backoff);
         this.#options.onRetry?.({ attempt: failures, delay, error });
-        this.#state = "connecting";
         if (!(await abortableDelay(delay, closed))) return;
       }
     } finally {

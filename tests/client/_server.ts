@@ -1,0 +1,45 @@
+/**
+ * Scripted test servers and small iteration helpers for the client tests.
+ * @module
+ */
+import { serve, type TestServer } from "../_helpers.ts";
+
+const encoder = new TextEncoder();
+
+/** The content type of an event stream. */
+export const SSE = { "content-type": "text/event-stream" };
+
+/** A body that sends `text` and then stays open until the client goes away. */
+export function openBody(text: string, onCancel?: () => void): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      if (text !== "") controller.enqueue(encoder.encode(text));
+    },
+    cancel() {
+      onCancel?.();
+    },
+  });
+}
+
+/** A server whose n-th request (0-based) is answered by `answers[n]` (the last one repeats). */
+export async function scripted(
+  answers: ((request: Request) => Response | Promise<Response>)[],
+): Promise<TestServer & { requests: { headers: Headers }[] }> {
+  // Snapshots: Deno drops a request's headers once its response is done.
+  const requests: { headers: Headers }[] = [];
+  const server = await serve((request) => {
+    requests.push({ headers: new Headers(request.headers) });
+    return answers[Math.min(requests.length - 1, answers.length - 1)](request);
+  });
+  return Object.assign(server, { requests });
+}
+
+export async function take<T>(iterable: AsyncIterable<T>, count: number): Promise<T[]> {
+  const out: T[] = [];
+  if (count === 0) return out;
+  for await (const item of iterable) {
+    out.push(item);
+    if (out.length === count) break;
+  }
+  return out;
+}

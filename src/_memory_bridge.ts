@@ -14,11 +14,23 @@ const MAX_ID_LENGTH = 256;
 /** The broker's own bridge: one process, history in memory. */
 export class MemoryBridge implements Bridge {
   #seq = 0;
-  /** Ids name the process that made them, so an id from before a restart is told apart. */
-  readonly #epoch = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
-  readonly #idPattern = new RegExp(`^${this.#epoch}-(\\d{1,15})$`);
+  /**
+   * Ids name the process that made them, so an id from before a restart is told apart. Made on
+   * first use, not in the constructor: Cloudflare Workers refuse random values at module scope,
+   * where a broker is usually created.
+   */
+  #epochValue: string | undefined;
+  #idPatternValue: RegExp | undefined;
   #rings = new Map<string | null, Ring>();
   #deliver: (event: BridgeEvent) => void = () => {};
+
+  get #epoch(): string {
+    return this.#epochValue ??= crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+  }
+
+  get #idPattern(): RegExp {
+    return this.#idPatternValue ??= new RegExp(`^${this.#epoch}-(\\d{1,15})$`);
+  }
 
   open(deliver: (event: BridgeEvent) => void): Promise<void> {
     this.#deliver = deliver;

@@ -55,8 +55,13 @@ export interface BridgeReplay {
  * ```
  */
 export interface Bridge {
-  /** Starts delivering events; called once by the broker that owns the bridge. */
-  open(deliver: (event: BridgeEvent) => void): Promise<void>;
+  /**
+   * Starts delivering events; called once by the broker that owns the bridge. A bridge that
+   * finds it missed events it can no longer deliver in order (its connection dropped) calls
+   * `lost`: the broker then ends every stream, so that each client resumes from its
+   * `Last-Event-ID` (a replay, or the gap signal) instead of silently skipping them.
+   */
+  open(deliver: (event: BridgeEvent) => void, lost?: () => void): Promise<void>;
   /**
    * Orders, stores (when `history` > 0, keeping the last `history` per channel) and fans out one
    * event. An event without an id gets one when history is kept.

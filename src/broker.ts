@@ -1,7 +1,7 @@
 import { EventStream, offerFrame, type OverflowPolicy, quietRejection } from "./event_stream.ts";
 import { formatEvent, type ServerSentEvent } from "./format_event.ts";
 import { concatBytes, encodeText } from "./_bytes.ts";
-import { checkPositiveInteger } from "./_options.ts";
+import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
 import { requestSignal } from "./_runtime.ts";
 import type { Bridge, BridgeEvent } from "./bridge.ts";
 import { MemoryBridge } from "./_memory_bridge.ts";
@@ -299,17 +299,20 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       ? Infinity
       : checkPositiveInteger("Broker", "maxClientsPerChannel", options.maxClientsPerChannel, 0);
     this.#retryAfter = checkPositiveInteger("Broker", "retryAfter", options.retryAfter, 5);
+    // Checked here, under the broker's name: the streams that use them only come with clients.
+    checkOptionalMs("Broker", "heartbeat", options.heartbeat, null);
+    checkOptionalMs("Broker", "writeTimeout", options.writeTimeout, null);
+    checkPositiveInteger("Broker", "bufferSize", options.bufferSize, 1);
+    checkPositiveInteger("Broker", "bufferBytes", options.bufferBytes, 1);
     this.#streamOptions = {
       heartbeat: options.heartbeat,
       writeTimeout: options.writeTimeout,
       bufferSize: options.bufferSize,
       bufferBytes: options.bufferBytes,
     };
-    // Fail at construction, not at the first subscriber.
-    new EventStream({ ...this.#streamOptions, heartbeat: null, writeTimeout: null }).close();
     this.#onError = options.onError ?? ((error) => console.error("Broker:", error));
     this.#bridge = options.bridge ?? new MemoryBridge();
-    this.#open = this.#bridge.open(this.#deliver);
+    this.#open = this.#bridge.open(this.#deliver, this.#lost);
     this.#open.catch(this.#onError);
   }
 
@@ -585,6 +588,12 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     }
   };
 
+  /** The bridge missed events: clients resume from their `Last-Event-ID` on a new stream. */
+  #lost = (): void => {
+    if (this.#history === 0) return; // no ids, nothing to resume from: nothing to gain
+    for (const subscriber of [...this.#clients]) subscriber.stream.close();
+  };
+
   #offer(subscriber: Subscriber, seq: number, frame: Uint8Array): void {
     const pending = subscriber.pending;
     if (pending) {
@@ -597,9 +606,11 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   #queue(stream: EventStream, frame: Uint8Array): void {
     const metrics = this.#metrics;
     const before = stream.closed;
-    if (offerFrame(stream, frame, this.#overflow)) {
+    const dropped = offerFrame(stream, frame, this.#overflow);
+    if (dropped >= 0) {
       metrics.eventsDelivered++;
       metrics.bytesQueued += frame.byteLength;
+      metrics.slowConsumers += dropped;
     } else if (!before && stream.signal.reason?.reason === "overflow") {
       metrics.slowConsumers++;
     }

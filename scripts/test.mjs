@@ -35,16 +35,25 @@ for (const suite of suites) {
   if ((suite === "deno" || suite === "bun") && files.length === 0) continue;
   if (suite === "deno") {
     const junit = fresh("deno");
-    counts = withExit(await run(bin("deno"), ["test", "-A", `--junit-path=${junit}`, ...files]), junitCounts(junit));
+    counts = withExit(
+      await run(bin("deno"), ["test", "-A", `--junit-path=${junit}`, ...files]),
+      junitCounts(junit),
+    );
   } else if (suite === "bun") {
     const junit = fresh("bun");
     const argv = ["test", "--reporter=junit", `--reporter-outfile=${junit}`];
-    counts = withExit(await run(bin("bun"), [...argv, ...files.map((f) => `./${f}`)]), junitCounts(junit));
+    counts = withExit(
+      await run(bin("bun"), [...argv, ...files.map((f) => `./${f}`)]),
+      junitCounts(junit),
+    );
   } else if (suite === "node") {
     const script = join(root, "scripts", "test-node.mjs");
     if (!existsSync(script)) continue;
     const junit = fresh("node");
-    counts = withExit(await run(process.execPath, [script, `--junit=${junit}`]), junitCounts(junit));
+    counts = withExit(
+      await run(process.execPath, [script, `--junit=${junit}`]),
+      junitCounts(junit),
+    );
   } else if (suite === "doc") {
     const junit = fresh("doc");
     const entries = ["mod.ts", ...["client", "redis", "webpush"].map((p) => `src/${p}/mod.ts`)]
@@ -67,7 +76,11 @@ process.exit(failed > 0 || totals.length === 0 ? 1 : 0);
 
 /** Runs a command with inherited output; resolves with its exit code. */
 function run(command, argv) {
-  console.log(`\n$ ${relative(root, command) || command} ${argv.map((a) => relative(root, a) || a).join(" ")}`);
+  console.log(
+    `\n$ ${relative(root, command) || command} ${
+      argv.map((a) => relative(root, a) || a).join(" ")
+    }`,
+  );
   return new Promise((resolve) => {
     const child = spawn(command, argv, { cwd: root, env, stdio: "inherit" });
     child.on("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
@@ -90,7 +103,9 @@ function withExit(code, counts) {
 function junitCounts(file) {
   if (!existsSync(file)) return { passed: 0, failed: 1 };
   const xml = readFileSync(file, "utf8");
-  const cases = [...xml.matchAll(/<testcase\b[^>]*?\bname="([^"]*)"[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g)]
+  const cases = [
+    ...xml.matchAll(/<testcase\b[^>]*?\bname="([^"]*)"[^>]*?(\/>|>[\s\S]*?<\/testcase>)/g),
+  ]
     .map(([block, name]) => ({ name, block }));
   // Deno reports a describe() block as a test case of its own, its it()s as "block > it".
   const groups = new Set();
@@ -138,7 +153,11 @@ function ensureDebianPackages() {
     .map(([name]) => name);
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0 || spawnSync("which", ["apt-get"]).status !== 0) {
-    console.error(`Missing ${missing.join(" and ")}: install them (Debian: apt-get install ${missing.join(" ")}); the suites that need them will fail`);
+    console.error(
+      `Missing ${missing.join(" and ")}: install them (Debian: apt-get install ${
+        missing.join(" ")
+      }); the suites that need them will fail`,
+    );
     return;
   }
   console.log(`Installing ${missing.join(" and ")} with apt-get…`);

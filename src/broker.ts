@@ -365,12 +365,12 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
 
   /**
    * Answers an SSE request in one call: subscribes with the request's `Last-Event-ID` header and
-   * its disconnect, and answers 503 with `Retry-After` beyond the client limits.
+   * its disconnect, and answers 503 with `Retry-After` beyond the client limits or once the
+   * broker is closed (a shutdown in progress).
    * @param channels A channel name or several.
    * @param request The incoming request.
    * @param init Status and headers of the response.
    * @returns The streaming response, or a 503 response.
-   * @throws {BrokerClosedError} The broker is closed.
    * @throws {TypeError} A channel name is not a non-empty string.
    * @example Serve a room
    * ```ts
@@ -396,7 +396,8 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
         ...(signal ? { signal } : {}),
       });
     } catch (error) {
-      if (!(error instanceof BrokerLimitError)) throw error;
+      // A closed broker (a shutdown in progress) is as temporary as a full one for the client.
+      if (!(error instanceof BrokerLimitError || error instanceof BrokerClosedError)) throw error;
       return new Response(`${error.message}\n`, {
         status: 503,
         headers: { "retry-after": String(this.#retryAfter), "content-type": "text/plain" },

@@ -70,7 +70,12 @@ export interface Bridge {
     event: { channel: string | null; body: string; id?: string },
     history: number,
   ): Promise<BridgeEvent>;
-  /** What a client at `lastEventId` missed on `channels`. Never throws for a bad id. */
+  /**
+   * What a client at `lastEventId` missed on `channels`. Never throws for a bad id. Resolves only
+   * once `deliver` has reached `head`: the broker holds a reconnecting client's live events until
+   * then and drops those at or before `head`, so a bridge whose live feed lags behind its history
+   * would otherwise deliver some twice.
+   */
   replay(channels: readonly string[], lastEventId: string, history: number): Promise<BridgeReplay>;
   /** Stops delivering; the broker calls it from its own `close()`. */
   close(): Promise<void>;

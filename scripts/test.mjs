@@ -26,7 +26,7 @@ mkdirSync(results, { recursive: true });
 const files = testFiles(join(root, "tests"))
   .filter((file) => !file.startsWith("tests/node/"))
   .filter((file) => !filter || file.includes(filter));
-const env = { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" };
+const env = { ...process.env, NO_COLOR: "1" };
 const totals = [];
 
 for (const suite of suites) {

@@ -28,6 +28,7 @@ const BENCHES = [
   { name: "parser", file: "parser_bench.ts", timeout: 150 },
   { name: "stream", file: "stream_bench.ts", timeout: 150 },
   { name: "client", file: "client_bench.ts", timeout: 150 },
+  { name: "broker", file: "broker_bench.ts", timeout: 180 },
   { name: "redis", file: "redis_bench.ts", timeout: 150 },
 ];
 

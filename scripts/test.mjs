@@ -139,8 +139,9 @@ function testFiles(dir) {
 function ensureNpmPackages() {
   if (existsSync(bin("deno")) && existsSync(bin("bun"))) return;
   console.log("Installing npm packages (the runtimes come from the deno and bun packages)…");
-  const lock = existsSync(join(root, "package-lock.json"));
-  const result = spawnSync("npm", [lock ? "ci" : "install", "--no-audit", "--no-fund"], {
+  // Not `npm ci`: npm here leaves the optional per-platform packages of deno and workerd out of
+  // the lockfile, which `npm ci` then refuses; `npm install` keeps the locked versions.
+  const result = spawnSync("npm", ["install", "--no-audit", "--no-fund"], {
     cwd: root,
     stdio: "inherit",
   });

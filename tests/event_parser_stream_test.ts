@@ -345,6 +345,13 @@ describe("EventParserStream chunking", () => {
     assert.deepEqual(outcome.events, [msg("a\nb")]);
   });
 
+  it("EventParserStream joins a CR that ends a chunk with the LF that starts the next", async () => {
+    const outcome = await parse(["data: a\r", "\ndata: b\r\n\r\n"]);
+    assert.deepEqual(outcome.events, [msg("a\nb")]);
+    const crOnlyChunk = await parse(["data: a\n", "data: b\r", "\n\n"]);
+    assert.deepEqual(crOnlyChunk.events, [msg("a\nb")]);
+  });
+
   it("EventParserStream accepts string and Uint8Array chunks in one stream", async () => {
     const outcome = await parse([utf8.encode("data: a"), "\n", utf8.encode("\ndata: "), "b\n\n"]);
     assert.deepEqual(outcome.events, [msg("a"), msg("b")]);

@@ -11,6 +11,7 @@
 import process from "node:process";
 import { EventSource } from "eventsource";
 import { connect } from "../src/client/mod.ts";
+import { report } from "./_report.ts";
 
 const EVENTS = Number(process.env.EVENTS ?? 200_000);
 const ROUNDS = 5;
@@ -161,3 +162,13 @@ console.log(JSON.stringify({
   results,
   ratio: Number(ratio.toFixed(2)),
 }));
+report({
+  bench: "client",
+  case: "parse and dispatch over loopback HTTP",
+  unit: "events/s",
+  ours: results[0].eventsPerSecond,
+  peer: results[1].eventsPerSecond,
+  note: `peer: npm eventsource; ${EVENTS} events, ${
+    (payload.length / 1e6).toFixed(1)
+  } MB, best of ${ROUNDS}`,
+});

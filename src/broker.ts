@@ -1,4 +1,11 @@
-import { EventStream, offerFrame, type OverflowPolicy, quietRejection } from "./event_stream.ts";
+import {
+  closeReason,
+  EventStream,
+  offerFrame,
+  onStreamEnd,
+  type OverflowPolicy,
+  quietRejection,
+} from "./event_stream.ts";
 import { formatEvent, type ServerSentEvent } from "./format_event.ts";
 import { concatBytes, encodeText } from "./_bytes.ts";
 import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
@@ -357,7 +364,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     }
     this.#clients.add(subscriber);
     this.#metrics.connectionsTotal++;
-    stream.signal.addEventListener("abort", () => this.#remove(subscriber), { once: true });
+    onStreamEnd(stream, () => this.#remove(subscriber));
     const lastEventId = options.lastEventId;
     if (this.#history > 0 && lastEventId) this.#replay(subscriber, lastEventId);
     return stream;
@@ -612,7 +619,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       metrics.eventsDelivered++;
       metrics.bytesQueued += frame.byteLength;
       metrics.slowConsumers += dropped;
-    } else if (!before && stream.signal.reason?.reason === "overflow") {
+    } else if (!before && closeReason(stream)?.reason === "overflow") {
       metrics.slowConsumers++;
     }
   }

@@ -93,6 +93,18 @@ export let offerFrame: (
 ) => number;
 
 /**
+ * Calls `callback` once when the stream ends (one callback per stream: the broker's). Internal:
+ * cheaper than a listener on `signal`, which would make every idle connection own an
+ * `AbortController`.
+ */
+export let onStreamEnd: (stream: EventStream, callback: () => void) => void;
+
+let tickStream: (stream: EventStream) => void;
+
+/** Why a stream ended, or undefined while it is open. Internal. */
+export let closeReason: (stream: EventStream) => StreamClosedError | undefined;
+
+/**
  * One client's stream of events: a bounded queue in front of a `ReadableStream` of bytes, with
  * keepalive comments while idle and a single `AbortSignal` for every way the stream can end.
  *
@@ -135,7 +147,12 @@ export class EventStream {
   #lastFlush = performance.now();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
-  #abort = new AbortController();
+  /** Made on first use of `signal`: a broker's idle connection never needs one. */
+  #abort: AbortController | undefined;
+  /** Why the stream ended; undefined while open. */
+  #reason: StreamClosedError | undefined;
+  /** The broker's removal of this stream from its channels (internal, see `onStreamEnd`). */
+  #onEnd: (() => void) | undefined;
   #external: AbortSignal | undefined;
   readonly #bufferSize: number;
   readonly #bufferBytes: number;
@@ -203,6 +220,10 @@ export class EventStream {
    * `reason` is a {@linkcode StreamClosedError} saying which. Producers stop on it.
    */
   get signal(): AbortSignal {
+    if (!this.#abort) {
+      this.#abort = new AbortController();
+      if (this.#reason) this.#abort.abort(this.#reason);
+    }
     return this.#abort.signal;
   }
 
@@ -228,7 +249,7 @@ export class EventStream {
    * ```
    */
   send(event: ServerSentEvent): Promise<void> {
-    if (this.#state === CLOSED) return quietRejection(this.#abort.signal.reason);
+    if (this.#state === CLOSED) return quietRejection(this.#reason);
     let frame: string;
     try {
       frame = formatEvent(event);
@@ -410,6 +431,11 @@ export class EventStream {
 
   static {
     offerFrame = (stream, frame, policy) => stream.#offer(frame, policy);
+    onStreamEnd = (stream, callback) => {
+      stream.#onEnd = callback;
+    };
+    closeReason = (stream) => stream.#reason;
+    tickStream = (stream) => stream.#tick();
   }
 
   #onExternalAbort = (): void => {
@@ -426,10 +452,11 @@ export class EventStream {
     if (writeTimeout !== null) {
       delay = Math.min(delay, since < writeTimeout ? writeTimeout - since : writeTimeout);
     }
-    if (delay !== Infinity) this.#timer = setTimeout(this.#tick, delay);
+    // A shared function and the stream as its argument: no closure per stream.
+    if (delay !== Infinity) this.#timer = setTimeout(tickStream, delay, this);
   }
 
-  #tick = (): void => {
+  #tick(): void {
     this.#timer = undefined;
     const since = performance.now() - this.#lastFlush;
     if (this.#pulling) {
@@ -441,7 +468,7 @@ export class EventStream {
       return;
     }
     this.#arm();
-  };
+  }
 
   #end(reason: StreamClosedError, graceful: boolean): void {
     if (this.#state === CLOSED) return;
@@ -463,7 +490,11 @@ export class EventStream {
     }
     this.#queue = [];
     this.#queuedBytes = 0;
-    this.#abort.abort(reason);
+    this.#reason = reason;
+    this.#abort?.abort(reason);
+    const onEnd = this.#onEnd;
+    this.#onEnd = undefined;
+    onEnd?.();
   }
 }
 

@@ -51,6 +51,7 @@ export {
   type BrokerOptions,
   type BrokerPublishOptions,
   formatMetrics,
+  type PublishRest,
   STREAM_RESET_EVENT,
   type SubscribeOptions,
 } from "./src/broker.ts";

@@ -104,6 +104,15 @@ export interface BrokerPublishOptions<Name extends string = string> {
   id?: string;
 }
 
+/**
+ * The options argument of `publish()` and `broadcast()`: optional while `"message"` (the name of
+ * an unnamed event) is among the declared events, which it is when none are declared; otherwise
+ * required, with an `event` name, so that an unnamed publish is a compile error too.
+ */
+export type PublishRest<Events, Name extends string> = "message" extends keyof Events
+  ? [options?: BrokerPublishOptions<Name>]
+  : [options: BrokerPublishOptions<Name> & { event: Name }];
+
 /** Options of {@linkcode Broker.close}. */
 export interface BrokerCloseOptions {
   /** A last event for every client, before its stream ends (e.g. "server restarting"). */
@@ -434,7 +443,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   publish<Name extends keyof Events & string>(
     channel: string,
     data: Events[Name],
-    options?: BrokerPublishOptions<Name>,
+    ...[options]: PublishRest<Events, Name>
   ): Promise<void> {
     try {
       checkChannel(channel);
@@ -460,7 +469,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    */
   broadcast<Name extends keyof Events & string>(
     data: Events[Name],
-    options?: BrokerPublishOptions<Name>,
+    ...[options]: PublishRest<Events, Name>
   ): Promise<void> {
     try {
       return this.#publish(null, data, options);

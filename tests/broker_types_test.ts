@@ -36,7 +36,10 @@ describe("Broker<Events> types", () => {
     // @ts-expect-error "deleted" is not a declared event name
     await assert.rejects(broker.broadcast(1, { event: "deleted" }), TypeError);
     // An unnamed event is a "message", which is not declared either.
+    // @ts-expect-error the options with an event name are required when "message" is not declared
     await assert.rejects(broker.publish("user:1", 1), TypeError);
+    // @ts-expect-error likewise for broadcast
+    await assert.rejects(broker.broadcast(1), TypeError);
     await broker.close();
   });
 

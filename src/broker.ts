@@ -594,9 +594,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   /** The one delivery path: every event, local or from another worker, in `seq` order. */
   #deliver = (event: BridgeEvent): void => {
     this.#metrics.eventsPublished++;
-    const frame = encodeText(
-      event.id === undefined ? event.body : `id: ${event.id}\n${event.body}`,
-    );
+    const frame = encodeFrame(event);
     if (event.channel === null) {
       for (const subscriber of this.#clients) this.#offer(subscriber, event.seq, frame);
     } else {
@@ -660,7 +658,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     let upTo = head?.seq ?? -Infinity;
     for (const event of events) {
       frames.push(
-        encodeText(event.id === undefined ? event.body : `id: ${event.id}\n${event.body}`),
+        encodeFrame(event),
       );
       if (event.seq > upTo) upTo = event.seq;
     }
@@ -744,6 +742,11 @@ export function formatMetrics(metrics: BrokerMetrics, prefix = "flume_"): string
 /** A publish after close() must not crash a process that fired it and forgot it. */
 function rejectWith(error: unknown): Promise<never> {
   return error instanceof BrokerClosedError ? quietRejection(error) : Promise.reject(error);
+}
+
+/** The bytes of a stored event: its id line (if any) in front of the rest of its frame. */
+function encodeFrame(event: BridgeEvent): Uint8Array {
+  return encodeText(event.id === undefined ? event.body : `id: ${event.id}\n${event.body}`);
 }
 
 function normalizeChannels(channels: string | readonly string[]): readonly string[] {

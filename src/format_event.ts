@@ -90,7 +90,7 @@ export function formatEvent(event: ServerSentEvent): string {
 }
 
 /** The lines of a comment, each `: text` (or a bare `:` for an empty line). */
-export function formatComment(text: string): string {
+function formatComment(text: string): string {
   // A one-line comment is by far the most common (heartbeats): skip the split.
   if (!HAS_LINE_BREAK.test(text)) return text === "" ? ":\n" : `: ${text}\n`;
   let out = "";

@@ -657,9 +657,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     const frames: Uint8Array[] = [];
     let upTo = head?.seq ?? -Infinity;
     for (const event of events) {
-      frames.push(
-        encodeFrame(event),
-      );
+      frames.push(encodeFrame(event));
       if (event.seq > upTo) upTo = event.seq;
     }
     if (gaps.length > 0) {

@@ -1,4 +1,5 @@
 import type { Bridge, BridgeEvent, BridgeReplay } from "./bridge.ts";
+import { MAX_ID_LENGTH } from "./_wire.ts";
 
 /** History of one channel (or of broadcasts): the last `history` events, oldest first. */
 interface Ring {
@@ -8,8 +9,6 @@ interface Ring {
 }
 
 const BROADCAST = null;
-/** Longest `Last-Event-ID` worth looking at: ours are far shorter, a client controls it. */
-const MAX_ID_LENGTH = 256;
 
 /** The broker's own bridge: one process, history in memory. */
 export class MemoryBridge implements Bridge {

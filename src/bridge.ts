@@ -20,7 +20,7 @@ export interface BridgeEvent {
   seq: number;
   /** The id sent on the wire (and so the `Last-Event-ID` a client comes back with), if any. */
   id: string | undefined;
-  /** The rest of the frame: its `event:` and `data:` lines as `formatEvent` writes them. */
+  /** The rest of the frame, without an id: its `event:` and `data:` lines, ending with the blank line. */
   body: string;
 }
 
@@ -76,7 +76,7 @@ export interface Bridge {
    * then and drops those at or before `head`, so a bridge whose live feed lags behind its history
    * would otherwise deliver some twice.
    */
-  replay(channels: readonly string[], lastEventId: string, history: number): Promise<BridgeReplay>;
+  replay(channels: readonly string[], lastEventId: string): Promise<BridgeReplay>;
   /** Stops delivering; the broker calls it from its own `close()`. */
   close(): Promise<void>;
 }

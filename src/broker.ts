@@ -1,34 +1,31 @@
+import { EventStream } from "./event_stream.ts";
+import type { ServerSentEvent } from "./server_sent_event.ts";
 import {
   closeReason,
-  EventStream,
   offerFrame,
+  type OfferPolicy,
   onStreamEnd,
   type OverflowPolicy,
-  quietRejection,
-} from "./event_stream.ts";
-import { formatEvent, type ServerSentEvent } from "./format_event.ts";
-import { concatBytes, encodeText } from "./_bytes.ts";
+} from "./_stream_control.ts";
+import { checkId, encodeBody, encodeEvent, MAX_ID_LENGTH, retryFrame } from "./_wire.ts";
+import { encodeText } from "./_bytes.ts";
 import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
+import { quietRejection } from "./_promise.ts";
 import { requestSignal } from "./_runtime.ts";
+import type { SseResponseInit } from "./_response.ts";
 import type { Bridge, BridgeEvent } from "./bridge.ts";
 import { MemoryBridge } from "./_memory_bridge.ts";
-import type { SseResponseInit } from "./sse_response.ts";
+import { BrokerClosedError, BrokerLimitError } from "./errors.ts";
+import { type BrokerMetrics, emptyMetrics } from "./format_metrics.ts";
+import {
+  composeReplay,
+  encodeStored,
+  heldAfter,
+  type HeldEvent,
+  STREAM_RESET_EVENT,
+} from "./_replay.ts";
 
-/**
- * The event a client gets when it resumes with a `Last-Event-ID` whose missed events are no
- * longer all in history (or that the broker does not know, e.g. after a restart): the app should
- * refetch its state. Its data is JSON: `{ "channels": [...], "lastEventId": "..." }`, the
- * channels whose events were lost and the id the client came back with. Its `id` is the newest
- * position, so the client resumes from there next time. The name is reserved: publishing it
- * throws.
- *
- * @example Refetch state in the browser on a gap
- * ```ts ignore
- * const source = new EventSource("/events");
- * source.addEventListener("stream-reset", () => refetchEverything());
- * ```
- */
-export const STREAM_RESET_EVENT = "stream-reset";
+export { STREAM_RESET_EVENT } from "./_replay.ts";
 
 /** Options of {@linkcode Broker}. */
 export interface BrokerOptions<Events extends Record<string, unknown>> {
@@ -100,8 +97,11 @@ export interface SubscribeOptions {
 export interface BrokerPublishOptions<Name extends string = string> {
   /** The event type; `"message"` when absent. */
   event?: Name;
-  /** The event id; with history, the broker assigns one when absent. */
-  id?: string;
+  /**
+   * The event id; with history, the broker assigns one when absent. A number is sent as its
+   * decimal text. At most 256 characters, so that a client can resume from it.
+   */
+  id?: string | number;
 }
 
 /**
@@ -125,91 +125,11 @@ export interface BrokerCloseOptions {
   retry?: number | readonly [number, number];
 }
 
-/** Counters an operator can scrape; every one but `clients` only grows. */
-export interface BrokerMetrics {
-  /** Clients connected now. */
-  clients: number;
-  /** Clients ever subscribed. */
-  connectionsTotal: number;
-  /** Clients turned away by `maxClients` / `maxClientsPerChannel`. */
-  connectionsRejected: number;
-  /** Events published (and broadcast) through this broker, from every worker. */
-  eventsPublished: number;
-  /** Frames queued to clients (one per client per event). */
-  eventsDelivered: number;
-  /** Bytes queued to clients. */
-  bytesQueued: number;
-  /** Clients ended by the `"disconnect"` overflow policy or frames dropped by `"drop-oldest"`. */
-  slowConsumers: number;
-  /** Reconnects with a `Last-Event-ID` fully replayed from history. */
-  replayHits: number;
-  /** Reconnects with a `Last-Event-ID` that got the gap signal. */
-  replayMisses: number;
-}
-
-/**
- * The broker is closed: what `publish()`, `broadcast()` and `subscribe()` throw after `close()`.
- *
- * @example Tell a closed broker apart
- * ```ts
- * import { Broker, BrokerClosedError } from "@flume/sse";
- * import assert from "node:assert/strict";
- *
- * const broker = new Broker();
- * await broker.close();
- * await assert.rejects(broker.publish("news", "late"), BrokerClosedError);
- * ```
- */
-export class BrokerClosedError extends Error {
-  /** Creates the error. */
-  constructor() {
-    super("Cannot use broker: it is closed");
-    this.name = "BrokerClosedError";
-  }
-}
-
-/**
- * A subscription was refused because a client limit was reached (`response()` answers 503).
- *
- * @example Handle the limit yourself
- * ```ts
- * import { Broker, BrokerLimitError } from "@flume/sse";
- * import assert from "node:assert/strict";
- *
- * const broker = new Broker({ maxClients: 1 });
- * broker.subscribe("a");
- * assert.throws(() => broker.subscribe("b"), BrokerLimitError);
- * await broker.close();
- * ```
- */
-export class BrokerLimitError extends RangeError {
-  /** The limit that was reached. */
-  readonly limit: number;
-  /** The channel whose limit was reached, or undefined for the whole broker's. */
-  readonly channel: string | undefined;
-
-  /**
-   * Creates the error.
-   * @param limit The limit.
-   * @param channel The channel, for a per-channel limit.
-   */
-  constructor(limit: number, channel?: string) {
-    super(
-      channel === undefined
-        ? `Cannot subscribe: the broker has its maximum of ${limit} clients`
-        : `Cannot subscribe: channel \`${channel}\` has its maximum of ${limit} clients`,
-    );
-    this.name = "BrokerLimitError";
-    this.limit = limit;
-    this.channel = channel;
-  }
-}
-
 interface Subscriber {
   stream: EventStream;
   channels: readonly string[];
-  /** Live events that arrive while the replay is fetched; null once it is sent. */
-  pending: { seq: number; frame: Uint8Array }[] | null;
+  /** Live events held while its replay is fetched; null once the replay is queued. */
+  held: HeldEvent[] | null;
 }
 
 /**
@@ -247,7 +167,6 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   #channels = new Map<string, Set<Subscriber>>();
   #clients = new Set<Subscriber>();
   #bridge: Bridge;
-  #open: Promise<void>;
   #closed = false;
   readonly #events: ReadonlySet<string> | undefined;
   readonly #history: number;
@@ -262,17 +181,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     bufferBytes?: number;
   };
   readonly #onError: (error: unknown) => void;
-  #metrics: BrokerMetrics = {
-    clients: 0,
-    connectionsTotal: 0,
-    connectionsRejected: 0,
-    eventsPublished: 0,
-    eventsDelivered: 0,
-    bytesQueued: 0,
-    slowConsumers: 0,
-    replayHits: 0,
-    replayMisses: 0,
-  };
+  #metrics: BrokerMetrics = emptyMetrics();
 
   /**
    * Creates a broker.
@@ -304,7 +213,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
         if (typeof name !== "string") {
           throw new TypeError("Cannot create Broker: every name in `events` must be a string");
         }
-        formatEvent({ event: name });
+        encodeEvent({ event: name });
       }
       this.#events = new Set(options.events);
     }
@@ -328,8 +237,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     };
     this.#onError = options.onError ?? ((error) => console.error("Broker:", error));
     this.#bridge = options.bridge ?? new MemoryBridge();
-    this.#open = this.#bridge.open(this.#deliver, this.#lost);
-    this.#open.catch(this.#onError);
+    this.#bridge.open(this.#deliver, this.#lost).catch(this.#onError);
   }
 
   /** The declared event names, or undefined when every name is allowed. */
@@ -358,14 +266,14 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```
    */
   subscribe(channels: string | readonly string[], options: SubscribeOptions = {}): EventStream {
-    if (this.#closed) throw new BrokerClosedError();
+    if (this.#closed) throw brokerClosed("subscribe");
     const names = normalizeChannels(channels);
     this.#checkLimits(names);
     const stream = new EventStream(
       options.signal ? { ...this.#streamOptions, signal: options.signal } : this.#streamOptions,
     );
     if (stream.closed) return stream;
-    const subscriber: Subscriber = { stream, channels: names, pending: null };
+    const subscriber: Subscriber = { stream, channels: names, held: null };
     for (const name of names) {
       let set = this.#channels.get(name);
       if (!set) this.#channels.set(name, set = new Set());
@@ -373,7 +281,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     }
     this.#clients.add(subscriber);
     this.#metrics.connectionsTotal++;
-    onStreamEnd(stream, () => this.#remove(subscriber));
+    stream[onStreamEnd](() => this.#remove(subscriber));
     const lastEventId = options.lastEventId;
     if (this.#history > 0 && lastEventId) this.#replay(subscriber, lastEventId);
     return stream;
@@ -525,16 +433,17 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    */
   async close(options: BrokerCloseOptions = {}): Promise<void> {
     if (this.#closed) return;
-    const final = options.event === undefined ? undefined : encodeText(formatEvent(options.event));
+    const final = options.event === undefined ? undefined : encodeText(encodeEvent(options.event));
     const retry = options.retry;
     if (retry !== undefined) retryFor(retry); // validate before anything ends
     this.#closed = true;
     for (const subscriber of [...this.#clients]) {
       const stream = subscriber.stream;
+      // Pinned: the last words reach a client whatever its buffer holds.
       if (retry !== undefined) {
-        offerFrame(stream, encodeText(`retry: ${retryFor(retry)}\n\n`), "force");
+        stream[offerFrame](encodeText(retryFrame(retryFor(retry))), "pinned");
       }
-      if (final) offerFrame(stream, final, "force");
+      if (final) stream[offerFrame](final, "pinned");
       stream.close();
     }
     try {
@@ -549,12 +458,11 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     data: unknown,
     options: BrokerPublishOptions | undefined,
   ): Promise<void> {
-    if (this.#closed) throw new BrokerClosedError();
+    if (this.#closed) throw brokerClosed("publish");
     const name = options?.event;
     this.#checkName(name);
-    const id = options?.id;
-    if (id !== undefined) formatEvent({ id });
-    const body = formatEvent(name === undefined ? { data } : { event: name, data });
+    const id = options?.id === undefined ? undefined : checkPublishedId(options.id);
+    const body = encodeBody(name, data);
     return this.#bridge.publish(
       id === undefined ? { channel, body } : { channel, body, id },
       this.#history,
@@ -581,12 +489,18 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   #checkLimits(names: readonly string[]): void {
     if (this.#clients.size >= this.#maxClients) {
       this.#metrics.connectionsRejected++;
-      throw new BrokerLimitError(this.#maxClients);
+      throw new BrokerLimitError(
+        `Cannot subscribe: the broker has its maximum of ${this.#maxClients} clients`,
+        { limit: this.#maxClients },
+      );
     }
     for (const name of names) {
       if ((this.#channels.get(name)?.size ?? 0) >= this.#maxPerChannel) {
         this.#metrics.connectionsRejected++;
-        throw new BrokerLimitError(this.#maxPerChannel, name);
+        throw new BrokerLimitError(
+          `Cannot subscribe: channel \`${name}\` has its maximum of ${this.#maxPerChannel} clients`,
+          { limit: this.#maxPerChannel, channel: name },
+        );
       }
     }
   }
@@ -594,7 +508,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   /** The one delivery path: every event, local or from another worker, in `seq` order. */
   #deliver = (event: BridgeEvent): void => {
     this.#metrics.eventsPublished++;
-    const frame = encodeFrame(event);
+    const frame = encodeStored(event);
     if (event.channel === null) {
       for (const subscriber of this.#clients) this.#offer(subscriber, event.seq, frame);
     } else {
@@ -610,74 +524,61 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   };
 
   #offer(subscriber: Subscriber, seq: number, frame: Uint8Array): void {
-    const pending = subscriber.pending;
-    if (pending) {
-      pending.push({ seq, frame });
-      return;
-    }
-    this.#queue(subscriber.stream, frame);
+    if (subscriber.held) subscriber.held.push({ seq, frame });
+    else this.#queue(subscriber.stream, frame, this.#overflow);
   }
 
-  #queue(stream: EventStream, frame: Uint8Array): void {
+  #queue(stream: EventStream, frame: Uint8Array, policy: OfferPolicy): void {
     const metrics = this.#metrics;
     const before = stream.closed;
-    const dropped = offerFrame(stream, frame, this.#overflow);
+    const dropped = stream[offerFrame](frame, policy);
     if (dropped >= 0) {
       metrics.eventsDelivered++;
       metrics.bytesQueued += frame.byteLength;
       metrics.slowConsumers += dropped;
-    } else if (!before && closeReason(stream)?.reason === "overflow") {
+    } else if (!before && stream[closeReason]?.reason === "overflow") {
       metrics.slowConsumers++;
     }
   }
 
+  /** Holds the client's live events, fetches what it missed, then sends both in order. */
   #replay(subscriber: Subscriber, lastEventId: string): void {
-    subscriber.pending = [];
+    subscriber.held = [];
     const channels = subscriber.channels;
-    this.#bridge.replay(channels, lastEventId, this.#history).then(
-      ({ events, gaps, head }) => this.#sendReplay(subscriber, events, gaps, head, lastEventId),
+    this.#bridge.replay(channels, lastEventId).then(
+      (replay) => this.#sendReplay(subscriber, replay, lastEventId),
       (error) => {
         this.#onError(error);
-        this.#sendReplay(subscriber, [], [...channels], undefined, lastEventId);
+        this.#sendReplay(
+          subscriber,
+          { events: [], gaps: [...channels], head: undefined },
+          lastEventId,
+        );
       },
     );
   }
 
   #sendReplay(
     subscriber: Subscriber,
-    events: readonly BridgeEvent[],
-    gaps: readonly string[],
-    head: { seq: number; id: string } | undefined,
+    replay: Parameters<typeof composeReplay>[0],
     lastEventId: string,
   ): void {
-    const pending = subscriber.pending ?? [];
-    subscriber.pending = null;
+    const held = subscriber.held ?? [];
+    subscriber.held = null;
     const stream = subscriber.stream;
     if (stream.closed) return;
-    const frames: Uint8Array[] = [];
-    let upTo = head?.seq ?? -Infinity;
-    for (const event of events) {
-      frames.push(encodeFrame(event));
-      if (event.seq > upTo) upTo = event.seq;
+    const { bytes, events, gap, upTo } = composeReplay(replay, lastEventId);
+    const metrics = this.#metrics;
+    if (gap) metrics.replayMisses++;
+    else metrics.replayHits++;
+    if (bytes) {
+      // [seam] Pinned: whole, however long, and not counted against the client's bounds; the
+      // held events after it are.
+      stream[offerFrame](bytes, "pinned");
+      metrics.eventsDelivered += events;
+      metrics.bytesQueued += bytes.byteLength;
     }
-    if (gaps.length > 0) {
-      this.#metrics.replayMisses++;
-      frames.push(encodeText(formatEvent({
-        event: STREAM_RESET_EVENT,
-        ...(head ? { id: head.id } : {}),
-        data: { channels: gaps, lastEventId: lastEventId.slice(0, 256) },
-      })));
-    } else this.#metrics.replayHits++;
-    if (frames.length > 0) {
-      // One frame for the whole replay: it must arrive whole, however long, without counting
-      // as a slow consumer.
-      const bytes = frames.reduce((sum, frame) => sum + frame.byteLength, 0);
-      offerFrame(stream, concatBytes(frames, bytes), "force");
-      this.#metrics.eventsDelivered += events.length;
-      this.#metrics.bytesQueued += bytes;
-    }
-    // [seam] Live events that came during the replay, minus those the replay already had.
-    for (const { seq, frame } of pending) if (seq > upTo) this.#queue(stream, frame);
+    for (const event of heldAfter(held, upTo)) this.#queue(stream, event.frame, this.#overflow);
   }
 
   #remove(subscriber: Subscriber): void {
@@ -691,60 +592,24 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   }
 }
 
-/**
- * Renders broker counters in the Prometheus text exposition format.
- * @param metrics What `broker.metrics()` returned.
- * @param prefix Prepended to every metric name.
- * @returns The text, ready to serve as `text/plain; version=0.0.4`.
- * @example Serve /metrics
- * ```ts
- * import { Broker, formatMetrics } from "@flume/sse";
- *
- * const broker = new Broker();
- * const response = new Response(formatMetrics(broker.metrics()), {
- *   headers: { "content-type": "text/plain; version=0.0.4" },
- * });
- * ```
- */
-export function formatMetrics(metrics: BrokerMetrics, prefix = "flume_"): string {
-  const rows: [keyof BrokerMetrics, string, "gauge" | "counter", string][] = [
-    ["clients", "clients", "gauge", "Clients connected now"],
-    ["connectionsTotal", "connections_total", "counter", "Clients ever subscribed"],
-    [
-      "connectionsRejected",
-      "connections_rejected_total",
-      "counter",
-      "Clients turned away by a limit",
-    ],
-    ["eventsPublished", "events_published_total", "counter", "Events published"],
-    ["eventsDelivered", "events_delivered_total", "counter", "Frames queued to clients"],
-    ["bytesQueued", "bytes_queued_total", "counter", "Bytes queued to clients"],
-    [
-      "slowConsumers",
-      "slow_consumers_total",
-      "counter",
-      "Clients dropped or frames discarded for overflow",
-    ],
-    ["replayHits", "replay_hits_total", "counter", "Reconnects fully replayed"],
-    ["replayMisses", "replay_misses_total", "counter", "Reconnects that got the gap signal"],
-  ];
-  let out = "";
-  for (const [key, name, type, help] of rows) {
-    out += `# HELP ${prefix}${name} ${help}\n# TYPE ${prefix}${name} ${type}\n${prefix}${name} ${
-      metrics[key]
-    }\n`;
-  }
-  return out;
-}
-
 /** A publish after close() must not crash a process that fired it and forgot it. */
 function rejectWith(error: unknown): Promise<never> {
   return error instanceof BrokerClosedError ? quietRejection(error) : Promise.reject(error);
 }
 
-/** The bytes of a stored event: its id line (if any) in front of the rest of its frame. */
-function encodeFrame(event: BridgeEvent): Uint8Array {
-  return encodeText(event.id === undefined ? event.body : `id: ${event.id}\n${event.body}`);
+function brokerClosed(action: string): BrokerClosedError {
+  return new BrokerClosedError(`Cannot ${action}: the broker is closed`);
+}
+
+/** An id a client can resume from: one the wire carries, within the length a lookup accepts. */
+function checkPublishedId(id: string | number): string {
+  const text = checkId(id);
+  if (text.length > MAX_ID_LENGTH) {
+    throw new RangeError(
+      `Cannot publish event: \`id\` must be at most ${MAX_ID_LENGTH} characters so that clients can resume from it, got ${text.length}`,
+    );
+  }
+  return text;
 }
 
 function normalizeChannels(channels: string | readonly string[]): readonly string[] {

@@ -1,8 +1,20 @@
-import { formatEvent, type ServerSentEvent } from "./format_event.ts";
-import { StreamClosedError, StreamOverflowError } from "./errors.ts";
+import type { ServerSentEvent } from "./server_sent_event.ts";
+import { encodeEvent, HEARTBEAT_FRAME, retryFrame } from "./_wire.ts";
+import { streamClosed, type StreamClosedError, StreamOverflowError } from "./errors.ts";
 import { concatBytes, encodeText } from "./_bytes.ts";
 import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
-import { sseResponse, type SseResponseInit } from "./sse_response.ts";
+import { clock, type TimerHandle } from "./_clock.ts";
+import { quietRejection } from "./_promise.ts";
+import { type SseResponseInit, streamResponse } from "./_response.ts";
+import {
+  closeReason,
+  type ControlledStream,
+  offerFrame,
+  type OfferPolicy,
+  onStreamEnd,
+} from "./_stream_control.ts";
+
+export type { OverflowPolicy } from "./_stream_control.ts";
 
 /** Options of {@linkcode EventStream}. */
 export interface EventStreamOptions {
@@ -53,56 +65,30 @@ export interface PublishOptions {
   retry?: number;
 }
 
-/** What the broker does with a frame when a client's buffer is full. */
-export type OverflowPolicy = "disconnect" | "drop-oldest";
+/**
+ * A queued frame: text (encoded once per chunk, with its neighbours), bytes the broker shares
+ * between all its clients, or bytes pinned in the queue (see `OfferPolicy`).
+ */
+type Frame = string | Uint8Array | Pinned;
 
-type Frame = string | Uint8Array;
-const sizeOf = (f: Frame): number => typeof f === "string" ? f.length : f.byteLength;
-type Waiter = { frame: Frame; resolve(): void; reject(error: unknown): void };
+/** Bytes queued whatever the bounds, never discarded, and not counted against the bounds. */
+class Pinned {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+const sizeOf = (f: string | Uint8Array): number => typeof f === "string" ? f.length : f.byteLength;
+type Waiter = { frame: string; resolve(): void; reject(error: unknown): void };
 
 /** Microtask hops without a new frame before a flush: one more than a broker publish takes. */
 const QUIET_HOPS = 4;
+/** Above this size a frame leaves as a chunk of its own, never copied into a joined chunk. */
+const SHARED_FRAME_BYTES = 16_384;
 const OPEN = 0;
 const CLOSED = 1;
 const RESOLVED: Promise<void> = Promise.resolve();
-const HEARTBEAT = encodeText(":\n\n");
+const HEARTBEAT = encodeText(HEARTBEAT_FRAME);
 
 function noop(): void {}
-
-/**
- * A rejection that does not count as unhandled: `await` still throws it, but a fire-and-forget
- * publish to a stream whose client left must not crash the process (Deno exits on an unhandled
- * rejection).
- */
-export function quietRejection(reason: unknown): Promise<never> {
-  const rejected = Promise.reject(reason);
-  rejected.catch(noop);
-  return rejected;
-}
-
-/**
- * Queues a frame without waiting, under the broker's overflow policy (`"force"`: whatever the
- * bound, for a replay that must arrive whole). Returns how many queued frames `"drop-oldest"`
- * discarded to make room (0 mostly), or -1 when the stream is or became closed and the frame was
- * not queued. Internal: the broker shares one encoded frame between all its streams.
- */
-export let offerFrame: (
-  stream: EventStream,
-  frame: Uint8Array,
-  policy: OverflowPolicy | "force",
-) => number;
-
-/**
- * Calls `callback` once when the stream ends (one callback per stream: the broker's). Internal:
- * cheaper than a listener on `signal`, which would make every idle connection own an
- * `AbortController`.
- */
-export let onStreamEnd: (stream: EventStream, callback: () => void) => void;
-
-let tickStream: (stream: EventStream) => void;
-
-/** Why a stream ended, or undefined while it is open. Internal. */
-export let closeReason: (stream: EventStream) => StreamClosedError | undefined;
 
 /**
  * One client's stream of events: a bounded queue in front of a `ReadableStream` of bytes, with
@@ -136,22 +122,24 @@ export let closeReason: (stream: EventStream) => StreamClosedError | undefined;
  * assert.equal(text, ":\n\nid: 1\ndata: hi\n\n");
  * ```
  */
-export class EventStream {
+export class EventStream implements ControlledStream {
   #state = OPEN;
   #queue: Frame[] = [];
+  /** Frames in the queue that count against the bounds (pinned ones do not), and their size. */
+  #counted = 0;
   #queuedBytes = 0;
   #waiters: Waiter[] = [];
   /** The runtime asked for a chunk and got none yet: the next frame goes out at once. */
   #pulling = false;
   #flushScheduled = false;
-  #lastFlush = performance.now();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastFlush = clock.now();
+  #timer: TimerHandle | undefined;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   /** Made on first use of `signal`: a broker's idle connection never needs one. */
   #abort: AbortController | undefined;
   /** Why the stream ended; undefined while open. */
   #reason: StreamClosedError | undefined;
-  /** The broker's removal of this stream from its channels (internal, see `onStreamEnd`). */
+  /** The broker's removal of this stream from its channels (see `_stream_control.ts`). */
   #onEnd: (() => void) | undefined;
   #external: AbortSignal | undefined;
   readonly #bufferSize: number;
@@ -182,30 +170,26 @@ export class EventStream {
       options.bufferBytes,
       1_048_576,
     );
-    const opening = options.retry === undefined
-      ? HEARTBEAT
-      : encodeText(formatEvent({ retry: options.retry }));
+    const opening = options.retry === undefined ? HEARTBEAT : encodeText(retryFrame(options.retry));
     this.readable = new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
       },
       pull: () => {
         this.#pulling = true;
-        if (this.#queue.length > 0 && !this.#flushScheduled) {
-          this.#flushScheduled = true;
-          queueMicrotask(this.#flushTask);
-        }
+        if (this.#queue.length > 0) this.#scheduleFlush();
       },
       cancel: (reason) => {
-        this.#end(new StreamClosedError("cancelled", { cause: reason }), false);
+        this.#end(streamClosed("cancelled", reason), false);
       },
     }, { highWaterMark: 0 });
     this.#queue.push(opening);
+    this.#counted = 1;
     this.#queuedBytes = opening.byteLength;
     const signal = options.signal;
     if (signal) {
       if (signal.aborted) {
-        this.#end(new StreamClosedError("aborted", { cause: signal.reason }), false);
+        this.#end(streamClosed("aborted", signal.reason), false);
         return;
       }
       this.#external = signal;
@@ -242,17 +226,20 @@ export class EventStream {
    * @example Send a named event
    * ```ts
    * import { EventStream } from "@flume/sse";
+   * import assert from "node:assert/strict";
    *
-   * const stream = new EventStream();
+   * const stream = new EventStream({ heartbeat: null });
    * await stream.send({ event: "status", data: "ready", retry: 2000 });
    * stream.close();
+   * const text = await new Response(stream.readable).text();
+   * assert.equal(text, ":\n\nevent: status\nretry: 2000\ndata: ready\n\n");
    * ```
    */
   send(event: ServerSentEvent): Promise<void> {
     if (this.#state === CLOSED) return quietRejection(this.#reason);
     let frame: string;
     try {
-      frame = formatEvent(event);
+      frame = encodeEvent(event);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -267,10 +254,13 @@ export class EventStream {
    * @example Publish JSON with a name and an id
    * ```ts
    * import { EventStream } from "@flume/sse";
+   * import assert from "node:assert/strict";
    *
-   * const stream = new EventStream();
-   * await stream.publish({ n: 1 }, { event: "tick", id: "1" });
+   * const stream = new EventStream({ heartbeat: null });
+   * await stream.publish({ n: 1 }, { event: "tick", id: 1 });
    * stream.close();
+   * const text = await new Response(stream.readable).text();
+   * assert.equal(text, ':\n\nevent: tick\nid: 1\ndata: {"n":1}\n\n');
    * ```
    */
   publish(data: unknown, options?: PublishOptions): Promise<void> {
@@ -285,16 +275,18 @@ export class EventStream {
    * @example Send a comment
    * ```ts
    * import { EventStream } from "@flume/sse";
+   * import assert from "node:assert/strict";
    *
-   * const stream = new EventStream();
+   * const stream = new EventStream({ heartbeat: null });
    * stream.comment("hello");
    * stream.close();
+   * assert.equal(await new Response(stream.readable).text(), ":\n\n: hello\n\n");
    * ```
    */
   comment(text: string): void {
-    const frame = formatEvent({ comment: text });
+    const frame = encodeEvent({ comment: text });
     if (this.#state === CLOSED || this.#full()) return;
-    this.#push(encodeText(frame));
+    this.#push(frame);
   }
 
   /**
@@ -304,41 +296,84 @@ export class EventStream {
    * @example Close after a last event
    * ```ts
    * import { EventStream } from "@flume/sse";
+   * import assert from "node:assert/strict";
    *
-   * const stream = new EventStream();
+   * const stream = new EventStream({ heartbeat: null });
    * await stream.publish("bye", { event: "end" });
    * stream.close();
+   * assert.equal(stream.closed, true);
+   * assert.equal(await new Response(stream.readable).text(), ":\n\nevent: end\ndata: bye\n\n");
    * ```
    */
   close(): void {
-    this.#end(new StreamClosedError("closed"), true);
+    this.#end(streamClosed("closed"), true);
   }
 
   /**
-   * Wraps the stream in a `Response` with the SSE headers (see {@linkcode sseResponse}).
-   * @param init Status and headers; caller headers replace the defaults of the same name.
+   * Wraps the stream in a `Response` with the SSE headers (see `sseResponse`).
+   * @param init Status and headers; caller headers replace the defaults of the same name, and a
+   * `signal` closes the stream when it aborts. The stream options of `sseResponse` are ignored:
+   * this stream has its own.
    * @returns The response.
    * @example Answer a request
    * ```ts
    * import { EventStream } from "@flume/sse";
+   * import assert from "node:assert/strict";
    *
    * const stream = new EventStream();
    * const response = stream.response({ headers: { "Access-Control-Allow-Origin": "*" } });
+   * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+   * assert.equal(response.headers.get("access-control-allow-origin"), "*");
    * stream.close();
    * await response.body?.cancel();
    * ```
    */
   response(init?: SseResponseInit): Response {
-    return sseResponse(this, init);
+    return streamResponse(this, init);
   }
 
-  #sendFrame(frame: Frame): Promise<void> {
+  /** Internal, for the broker (see `_stream_control.ts`). */
+  [offerFrame](frame: Uint8Array, policy: OfferPolicy): number {
+    if (this.#state === CLOSED) return -1;
+    if (policy === "pinned") {
+      this.#queue.push(new Pinned(frame));
+      if (this.#pulling) this.#scheduleFlush();
+      return 0;
+    }
+    let dropped = 0;
+    if (this.#full()) {
+      if (policy === "disconnect") {
+        this.#end(streamClosed("overflow"), false);
+        return -1;
+      }
+      dropped = this.#dropOldest();
+    }
+    this.#push(frame);
+    return dropped;
+  }
+
+  /** Internal, for the broker (see `_stream_control.ts`). */
+  [onStreamEnd](callback: () => void): void {
+    this.#onEnd = callback;
+  }
+
+  /** Internal, for the broker (see `_stream_control.ts`). */
+  get [closeReason](): StreamClosedError | undefined {
+    return this.#reason;
+  }
+
+  #sendFrame(frame: string): Promise<void> {
     if (this.#waiters.length === 0 && !this.#full()) {
       this.#push(frame);
       return RESOLVED;
     }
     if (this.#waiters.length >= this.#bufferSize) {
-      return Promise.reject(new StreamOverflowError(this.#bufferSize));
+      return Promise.reject(
+        new StreamOverflowError(
+          `Cannot send event: the buffer of ${this.#bufferSize} frames is full and as many sends are waiting; await each send`,
+          { bufferSize: this.#bufferSize },
+        ),
+      );
     }
     const queued = new Promise<void>((resolve, reject) => {
       this.#waiters.push({ frame, resolve, reject });
@@ -347,20 +382,46 @@ export class EventStream {
     return queued;
   }
 
+  /** A frame is always accepted while nothing that counts is queued, however large. */
   #full(): boolean {
-    return this.#queue.length > 0 &&
-      (this.#queue.length >= this.#bufferSize || this.#queuedBytes >= this.#bufferBytes);
+    return this.#counted > 0 &&
+      (this.#counted >= this.#bufferSize || this.#queuedBytes >= this.#bufferBytes);
   }
 
-  #push(frame: Frame): void {
+  #push(frame: string | Uint8Array): void {
     this.#queue.push(frame);
+    this.#counted++;
     this.#queuedBytes += sizeOf(frame);
-    // A microtask, not a synchronous flush: the frames a producer queues in one go leave as
-    // one chunk, and an idle stream still sends within the same turn of the event loop.
-    if (this.#pulling && !this.#flushScheduled) {
-      this.#flushScheduled = true;
-      queueMicrotask(this.#flushTask);
+    if (this.#pulling) this.#scheduleFlush();
+  }
+
+  /** "drop-oldest": discards the oldest frames that count until there is room; pinned ones stay. */
+  #dropOldest(): number {
+    const queue = this.#queue;
+    let dropped = 0;
+    let at = 0;
+    while (this.#full() && at < queue.length) {
+      const frame = queue[at]!;
+      if (frame instanceof Pinned) {
+        at++;
+        continue;
+      }
+      queue.splice(at, 1);
+      this.#counted--;
+      this.#queuedBytes -= sizeOf(frame);
+      dropped++;
     }
+    return dropped;
+  }
+
+  /**
+   * A microtask, not a synchronous flush: the frames a producer queues in one go leave as one
+   * chunk, and an idle stream still sends within the same turn of the event loop.
+   */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    queueMicrotask(this.#flushTask);
   }
 
   /** Queue length at the last hop of the flush task, and hops since it last grew. */
@@ -395,56 +456,34 @@ export class EventStream {
   #flush(): void {
     const queue = this.#queue;
     if (queue.length === 0) return;
-    const chunk = toBytes(queue);
     this.#queue = [];
+    this.#counted = 0;
     this.#queuedBytes = 0;
     this.#pulling = false;
-    this.#lastFlush = performance.now();
-    this.#controller.enqueue(chunk);
+    this.#lastFlush = clock.now();
+    for (const chunk of toChunks(queue)) this.#controller.enqueue(chunk);
     const waiters = this.#waiters;
     while (waiters.length > 0 && !this.#full()) {
       const waiter = waiters.shift()!;
       this.#queue.push(waiter.frame);
+      this.#counted++;
       this.#queuedBytes += sizeOf(waiter.frame);
       waiter.resolve();
     }
   }
 
-  #offer(frame: Uint8Array, policy: OverflowPolicy | "force"): number {
-    if (this.#state === CLOSED) return -1;
-    let dropped = 0;
-    if (policy !== "force" && this.#full()) {
-      if (policy === "disconnect") {
-        this.#end(new StreamClosedError("overflow"), false);
-        return -1;
-      }
-      // "drop-oldest": make room for the new frame, oldest first.
-      const queue = this.#queue;
-      while (queue.length > 0 && this.#full()) {
-        this.#queuedBytes -= sizeOf(queue.shift()!);
-        dropped++;
-      }
-    }
-    this.#push(frame);
-    return dropped;
-  }
-
-  static {
-    offerFrame = (stream, frame, policy) => stream.#offer(frame, policy);
-    onStreamEnd = (stream, callback) => {
-      stream.#onEnd = callback;
-    };
-    closeReason = (stream) => stream.#reason;
-    tickStream = (stream) => stream.#tick();
-  }
-
   #onExternalAbort = (): void => {
-    this.#end(new StreamClosedError("aborted", { cause: this.#external?.reason }), false);
+    this.#end(streamClosed("aborted", this.#external?.reason), false);
   };
+
+  /** A shared function and the stream as its argument: no closure per stream. */
+  static #fire(stream: EventStream): void {
+    stream.#tick();
+  }
 
   /** One timer per stream, re-armed only when it fires: no timer work per event. */
   #arm(): void {
-    const since = performance.now() - this.#lastFlush;
+    const since = clock.now() - this.#lastFlush;
     let delay = Infinity;
     const heartbeat = this.#heartbeat;
     const writeTimeout = this.#writeTimeout;
@@ -452,19 +491,18 @@ export class EventStream {
     if (writeTimeout !== null) {
       delay = Math.min(delay, since < writeTimeout ? writeTimeout - since : writeTimeout);
     }
-    // A shared function and the stream as its argument: no closure per stream.
-    if (delay !== Infinity) this.#timer = setTimeout(tickStream, delay, this);
+    if (delay !== Infinity) this.#timer = clock.setTimeout(EventStream.#fire, delay, this);
   }
 
   #tick(): void {
     this.#timer = undefined;
-    const since = performance.now() - this.#lastFlush;
+    const since = clock.now() - this.#lastFlush;
     if (this.#pulling) {
       // Idle: the runtime is waiting for us. Keep the connection (and every proxy) awake.
       if (this.#heartbeat !== null && since >= this.#heartbeat) this.#push(HEARTBEAT);
     } else if (this.#writeTimeout !== null && since >= this.#writeTimeout) {
       // The runtime has not come back for more since our last chunk: the client stopped reading.
-      this.#end(new StreamClosedError("timeout"), false);
+      this.#end(streamClosed("timeout"), false);
       return;
     }
     this.#arm();
@@ -473,7 +511,7 @@ export class EventStream {
   #end(reason: StreamClosedError, graceful: boolean): void {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
-    clearTimeout(this.#timer);
+    clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#external?.removeEventListener("abort", this.#onExternalAbort);
     this.#external = undefined;
@@ -481,7 +519,7 @@ export class EventStream {
     try {
       if (graceful && this.#queue.length > 0) {
         // Hand over what is queued beyond the high-water mark: the runtime drains it, then ends.
-        this.#controller.enqueue(toBytes(this.#queue));
+        for (const chunk of toChunks(this.#queue)) this.#controller.enqueue(chunk);
       }
       if (reason.reason === "timeout") this.#controller.error(reason);
       else this.#controller.close();
@@ -489,6 +527,7 @@ export class EventStream {
       // Already closed or errored by the reader's cancel().
     }
     this.#queue = [];
+    this.#counted = 0;
     this.#queuedBytes = 0;
     this.#reason = reason;
     this.#abort?.abort(reason);
@@ -498,28 +537,45 @@ export class EventStream {
   }
 }
 
-/** One encode per run of text frames: far cheaper than one per frame (Deno's encode has a fixed cost). */
-function toBytes(queue: Frame[]): Uint8Array {
-  const parts: Uint8Array[] = [];
+/**
+ * The chunks of a flush. Runs of text are encoded once (far cheaper than once per frame: Deno's
+ * encode has a fixed cost) and small frames are joined, so one write carries them all; a large
+ * frame leaves as its own chunk, the same bytes for every client that shares it, never copied.
+ */
+function toChunks(queue: readonly Frame[]): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  let parts: Uint8Array[] = [];
   let total = 0;
   let text = "";
-  for (const frame of queue) {
-    if (typeof frame === "string") text += frame;
-    else {
-      if (text !== "") {
-        const bytes = encodeText(text);
-        parts.push(bytes);
-        total += bytes.byteLength;
-        text = "";
-      }
-      parts.push(frame);
-      total += frame.byteLength;
-    }
-  }
-  if (text !== "") {
+  const endText = (): void => {
+    if (text === "") return;
     const bytes = encodeText(text);
+    text = "";
     parts.push(bytes);
     total += bytes.byteLength;
+  };
+  const endChunk = (): void => {
+    endText();
+    if (parts.length === 1) chunks.push(parts[0]!);
+    else if (parts.length > 1) chunks.push(concatBytes(parts, total));
+    parts = [];
+    total = 0;
+  };
+  for (const frame of queue) {
+    if (typeof frame === "string") {
+      text += frame;
+      continue;
+    }
+    const bytes = frame instanceof Pinned ? frame.bytes : frame;
+    if (bytes.byteLength >= SHARED_FRAME_BYTES) {
+      endChunk();
+      chunks.push(bytes);
+    } else {
+      endText();
+      parts.push(bytes);
+      total += bytes.byteLength;
+    }
   }
-  return parts.length === 1 ? parts[0] : concatBytes(parts, total);
+  endChunk();
+  return chunks;
 }

@@ -1,6 +1,9 @@
-import { EventStream } from "./event_stream.ts";
+import { EventStream, type EventStreamOptions } from "./event_stream.ts";
 import { StreamClosedError } from "./errors.ts";
-import type { ServerSentEvent } from "./format_event.ts";
+import type { ServerSentEvent } from "./server_sent_event.ts";
+import { type SseResponseInit, streamOptionsOf, streamResponse } from "./_response.ts";
+
+export type { SseResponseInit } from "./_response.ts";
 
 /** What {@linkcode sseResponse} can stream. */
 export type SseSource =
@@ -8,27 +11,6 @@ export type SseSource =
   | ReadableStream<ServerSentEvent>
   | AsyncIterable<ServerSentEvent>
   | ((stream: EventStream) => void | Promise<void>);
-
-/** Options of {@linkcode sseResponse}: a `ResponseInit` plus the stream's settings. */
-export interface SseResponseInit extends ResponseInit {
-  /**
-   * Keepalive interval in ms for a stream that `sseResponse` creates (see `EventStream`);
-   * ignored when the source is an `EventStream`.
-   * @default {5_000}
-   */
-  heartbeat?: number | null;
-  /** Aborting it closes the stream (for example `request.signal`; not needed for disconnects). */
-  signal?: AbortSignal;
-  /**
-   * Called with what a producer or source threw; the stream closes either way. A send that
-   * failed only because the client left is not reported.
-   * @default {console.error}
-   */
-  onError?(error: unknown): void;
-}
-
-/** Hop-by-hop headers: HTTP/2 forbids them, and the runtime frames the body itself. */
-const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding"];
 
 /**
  * Streams events as a `Response` with the right headers, from any of four sources:
@@ -77,50 +59,23 @@ const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding"];
  * ```
  */
 export function sseResponse(source: SseSource, init: SseResponseInit = {}): Response {
-  const { heartbeat, signal, onError, ...responseInit } = init;
-  const report = onError ?? reportToConsole;
-  let stream: EventStream;
-  if (source instanceof EventStream) {
-    stream = source;
-    if (signal) closeOnAbort(stream, signal);
+  const report = init.onError ?? reportToConsole;
+  if (source instanceof EventStream) return streamResponse(source, init);
+  // The stream watches the signal itself (it aborts with reason "aborted").
+  const stream = new EventStream(streamOptionsOf(init) as EventStreamOptions);
+  if (typeof source === "function") void runProducer(stream, source, report);
+  else if (source instanceof ReadableStream) void pumpReadable(stream, source, report);
+  else if (source && typeof source === "object" && Symbol.asyncIterator in source) {
+    void pumpIterable(stream, source, report);
   } else {
-    stream = new EventStream(signal ? { heartbeat, signal } : { heartbeat });
-    if (typeof source === "function") void runProducer(stream, source, report);
-    else if (source instanceof ReadableStream) void pumpReadable(stream, source, report);
-    else if (source && typeof source === "object" && Symbol.asyncIterator in source) {
-      void pumpIterable(stream, source, report);
-    } else {
-      stream.close();
-      throw new TypeError(
-        "Cannot create SSE response: `source` must be an EventStream, a ReadableStream, an async iterable or a function",
-      );
-    }
+    stream.close();
+    throw new TypeError(
+      `Cannot create SSE response: \`source\` must be an EventStream, a ReadableStream, an async iterable or a function, got \`${
+        source === null ? "null" : typeof source
+      }\``,
+    );
   }
-  return new Response(stream.readable, { ...responseInit, headers: sseHeaders(responseInit) });
-}
-
-function sseHeaders(init: ResponseInit): Headers {
-  const headers = new Headers({
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache, no-transform",
-    "x-accel-buffering": "no",
-  });
-  if (init.headers) {
-    for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
-    for (const name of HOP_BY_HOP) headers.delete(name);
-  }
-  return headers;
-}
-
-function closeOnAbort(stream: EventStream, signal: AbortSignal): void {
-  if (signal.aborted) return stream.close();
-  const onAbort = (): void => stream.close();
-  signal.addEventListener("abort", onAbort, { once: true });
-  stream.signal.addEventListener(
-    "abort",
-    () => signal.removeEventListener("abort", onAbort),
-    { once: true },
-  );
+  return streamResponse(stream, { ...init, signal: undefined });
 }
 
 async function runProducer(

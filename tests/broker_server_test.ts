@@ -272,6 +272,49 @@ describe(`Broker on a real ${runtime} server`, () => {
     },
   );
 
+  for (const overflow of ["disconnect", "drop-oldest"] as const) {
+    it(
+      `delivers a 2 MB replay whole, then the live event published right after response(), under "${overflow}"`,
+      {
+        timeout: 30_000,
+      },
+      async () => {
+        const broker = new Broker({ history: 100, overflow });
+        let publishAfterResponse = false;
+        const server = await serve((request) => {
+          const response = broker.response("main", request);
+          // The live event lands while the replay is being fetched.
+          if (publishAfterResponse) void broker.publish("main", "live");
+          return response;
+        });
+        try {
+          const first = await open(`${server.origin}/`);
+          await broker.publish("main", "zero");
+          await waitFor(() => first.events.length === 1, 5_000, "the first event");
+          const resumeFrom = first.events[0]!.lastEventId;
+          first.abort();
+          await first.done;
+          await waitFor(() => broker.clientCount("main") === 0, 5_000, "the first client to leave");
+          const big = "x".repeat(23_000);
+          for (let n = 0; n < 90; n++) await broker.publish("main", `${n}:${big}`);
+          publishAfterResponse = true;
+          const client = await open(`${server.origin}/`, { "last-event-id": resumeFrom });
+          await waitFor(() => client.events.length === 91, 20_000, "91 events");
+          const data = client.events.map((event) => event.data.split(":")[0]);
+          assert.deepEqual(data, [...Array.from({ length: 90 }, (_, n) => String(n)), "live"]);
+          assert.equal(broker.clientCount("main"), 1, "the client is still connected");
+          assert.equal(broker.metrics().slowConsumers, 0);
+          assert.equal(broker.metrics().replayHits, 1);
+          client.abort();
+          await client.done;
+        } finally {
+          await broker.close();
+          await server.close();
+        }
+      },
+    );
+  }
+
   it("answers a forged Last-Event-ID with 200 and the gap signal", async () => {
     await withBroker({ history: 10 }, async (broker, server) => {
       await broker.publish("a", "old");

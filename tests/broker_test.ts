@@ -605,7 +605,7 @@ describe("Broker limits and shutdown", () => {
     await assert.rejects(broker.publish("c0", "late"), BrokerClosedError);
     await assert.rejects(broker.broadcast("late"), (error: unknown) => {
       assert.ok(error instanceof BrokerClosedError);
-      assert.equal(error.message, "Cannot use broker: it is closed");
+      assert.equal(error.message, "Cannot publish: the broker is closed");
       return true;
     });
     assert.throws(() => broker.subscribe("c0"), BrokerClosedError);

@@ -1,0 +1,43 @@
+/**
+ * The contract between `EventStream` and the broker, and nothing more: the three things a broker
+ * needs from a stream that its public API does not offer. They are methods of `EventStream` under
+ * the symbols below, which no entry point exports, so users cannot reach them while a reader (and
+ * "go to definition") can follow every call from the broker to its one implementation.
+ *
+ * Why not a listener on `stream.signal`: the signal's `AbortController` is made only when someone
+ * reads `signal`, so a broker's idle connection owns none (about 0.5 KiB less per connection);
+ * {@linkcode onStreamEnd} is the broker's cheaper way to learn that a stream ended.
+ * @module
+ */
+
+import type { StreamClosedError } from "./errors.ts";
+
+/** What the broker does with a frame when a client's buffer is full. */
+export type OverflowPolicy = "disconnect" | "drop-oldest";
+
+/**
+ * How a frame is queued: under an overflow policy, or `"pinned"`: whatever the bounds, never
+ * discarded, and not counted against them (a replay, which must arrive whole, or the last frames
+ * of a shutdown). Frames queued after a pinned one count against the bounds as usual.
+ */
+export type OfferPolicy = OverflowPolicy | "pinned";
+
+/**
+ * Queues a frame without waiting. Returns how many queued frames `"drop-oldest"` discarded to make
+ * room (0 mostly), or -1 when the stream is or became closed and the frame was not queued.
+ */
+export const offerFrame: unique symbol = Symbol("flume.offerFrame");
+
+/** Sets the one callback (the broker's) called once when the stream ends. */
+export const onStreamEnd: unique symbol = Symbol("flume.onStreamEnd");
+
+/** Why the stream ended, or undefined while it is open. */
+export const closeReason: unique symbol = Symbol("flume.closeReason");
+
+/** A stream as the broker drives it. */
+export interface ControlledStream {
+  readonly closed: boolean;
+  [offerFrame](frame: Uint8Array, policy: OfferPolicy): number;
+  [onStreamEnd](callback: () => void): void;
+  readonly [closeReason]: StreamClosedError | undefined;
+}

@@ -1,0 +1,86 @@
+/** Counters an operator can scrape; every one but `clients` only grows. */
+export interface BrokerMetrics {
+  /** Clients connected now. */
+  clients: number;
+  /** Clients ever subscribed. */
+  connectionsTotal: number;
+  /** Clients turned away by `maxClients` / `maxClientsPerChannel`. */
+  connectionsRejected: number;
+  /** Events published (and broadcast) through this broker, from every worker. */
+  eventsPublished: number;
+  /** Frames queued to clients (one per client per event). */
+  eventsDelivered: number;
+  /** Bytes queued to clients. */
+  bytesQueued: number;
+  /** Clients ended by the `"disconnect"` overflow policy or frames dropped by `"drop-oldest"`. */
+  slowConsumers: number;
+  /** Reconnects with a `Last-Event-ID` fully replayed from history. */
+  replayHits: number;
+  /** Reconnects with a `Last-Event-ID` that got the gap signal. */
+  replayMisses: number;
+}
+
+/** A broker's counters, all at zero. */
+export function emptyMetrics(): BrokerMetrics {
+  return {
+    clients: 0,
+    connectionsTotal: 0,
+    connectionsRejected: 0,
+    eventsPublished: 0,
+    eventsDelivered: 0,
+    bytesQueued: 0,
+    slowConsumers: 0,
+    replayHits: 0,
+    replayMisses: 0,
+  };
+}
+
+const ROWS: readonly [keyof BrokerMetrics, string, "gauge" | "counter", string][] = [
+  ["clients", "clients", "gauge", "Clients connected now"],
+  ["connectionsTotal", "connections_total", "counter", "Clients ever subscribed"],
+  [
+    "connectionsRejected",
+    "connections_rejected_total",
+    "counter",
+    "Clients turned away by a limit",
+  ],
+  ["eventsPublished", "events_published_total", "counter", "Events published"],
+  ["eventsDelivered", "events_delivered_total", "counter", "Frames queued to clients"],
+  ["bytesQueued", "bytes_queued_total", "counter", "Bytes queued to clients"],
+  [
+    "slowConsumers",
+    "slow_consumers_total",
+    "counter",
+    "Clients dropped or frames discarded for overflow",
+  ],
+  ["replayHits", "replay_hits_total", "counter", "Reconnects fully replayed"],
+  ["replayMisses", "replay_misses_total", "counter", "Reconnects that got the gap signal"],
+];
+
+/**
+ * Renders broker counters in the Prometheus text exposition format.
+ * @param metrics What `broker.metrics()` returned.
+ * @param prefix Prepended to every metric name.
+ * @returns The text, ready to serve as `text/plain; version=0.0.4`.
+ * @example Serve /metrics
+ * ```ts
+ * import { Broker, formatMetrics } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const broker = new Broker();
+ * broker.subscribe("news");
+ * const text = formatMetrics(broker.metrics());
+ * assert.match(text, /^flume_clients 1$/m);
+ * const response = new Response(text, { headers: { "content-type": "text/plain; version=0.0.4" } });
+ * assert.equal(response.status, 200);
+ * await broker.close();
+ * ```
+ */
+export function formatMetrics(metrics: BrokerMetrics, prefix = "flume_"): string {
+  let out = "";
+  for (const [key, name, type, help] of ROWS) {
+    const metric = prefix + name;
+    out += `# HELP ${metric} ${help}\n# TYPE ${metric} ${type}\n${metric} ${metrics[key]}\n`;
+  }
+  return out;
+}

@@ -37,6 +37,15 @@ export const clock: Clock = { ...systemClock };
  * @returns A function that restores the system clock.
  */
 export function useClock(replacement: Clock): () => void {
-  Object.assign(clock, replacement);
+  // Bound wrappers, not `Object.assign(clock, replacement)`: a class instance keeps its methods
+  // on its prototype, which `Object.assign` does not copy.
+  Object.assign(
+    clock,
+    {
+      now: () => replacement.now(),
+      setTimeout: (callback, ms, arg) => replacement.setTimeout(callback, ms, arg),
+      clearTimeout: (handle) => replacement.clearTimeout(handle),
+    } satisfies Clock,
+  );
   return () => void Object.assign(clock, systemClock);
 }

@@ -5,8 +5,6 @@
  * @module
  */
 
-import type { OverflowPolicy } from "./_stream_control.ts";
-
 /** Options of `sseResponse()`: a `ResponseInit` plus the settings of a stream it creates. */
 export interface SseResponseInit extends ResponseInit {
   /**

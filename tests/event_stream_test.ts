@@ -7,6 +7,25 @@ import {
   StreamOverflowError,
 } from "../mod.ts";
 import { delay, waitFor } from "./_helpers.ts";
+import { settle, VirtualClock } from "./_clock.ts";
+
+/** Runs `fn` with the package on a virtual clock. */
+async function onVirtualClock(fn: (clock: VirtualClock) => Promise<void>): Promise<void> {
+  const clock = new VirtualClock().install();
+  try {
+    await fn(clock);
+  } finally {
+    clock.uninstall();
+  }
+}
+
+/** Whether `promise` settled within the microtasks and one macrotask turn. */
+async function settledNow(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  await settle();
+  return settled;
+}
 
 const decoder = new TextDecoder();
 const OPENING = ":\n\n";
@@ -206,43 +225,72 @@ describe("EventStream delivery timing", () => {
   });
 
   it("EventStream delivers a frame to an idle stream at once, without waiting for more", async () => {
-    const { stream, reader } = open();
-    assert.equal(await readText(reader), OPENING);
-    const next = readText(reader);
-    await delay(20);
-    const sentAt = performance.now();
-    await stream.publish("now");
-    assert.equal(await next, "data: now\n\n");
-    const latency = performance.now() - sentAt;
-    assert.ok(latency < 50, `took ${latency.toFixed(1)} ms`);
-    stream.close();
+    await onVirtualClock(async (clock) => {
+      const { stream, reader } = open({ heartbeat: 5_000, writeTimeout: 30_000 });
+      assert.equal(await readText(reader), OPENING);
+      const next = readText(reader);
+      await clock.advance(1_000);
+      await stream.publish("now");
+      // No virtual time passes: the frame leaves within the same turn of the event loop.
+      assert.equal(await settledNow(next), true);
+      assert.equal(await next, "data: now\n\n");
+      assert.equal(clock.now(), 1_000);
+      stream.close();
+    });
   });
 });
 
 describe("EventStream heartbeat", () => {
-  it("EventStream sends heartbeat comments while idle", async () => {
-    const { stream, reader } = open({ heartbeat: 50 });
-    assert.equal(await readText(reader), OPENING);
-    const started = performance.now();
-    const chunks: string[] = [];
-    while (performance.now() - started < 330) chunks.push(await readText(reader));
-    stream.close();
-    assert.ok(chunks.every((chunk) => chunk === ":\n\n"), JSON.stringify(chunks));
-    assert.ok(chunks.length >= 3 && chunks.length <= 8, `${chunks.length} heartbeats`);
+  it("EventStream sends a heartbeat comment after each `heartbeat` ms of idleness, exactly", async () => {
+    await onVirtualClock(async (clock) => {
+      const { stream, reader } = open({ heartbeat: 5_000 });
+      assert.equal(await readText(reader), OPENING);
+      const beats: number[] = [];
+      const reading = (async () => {
+        for (;;) {
+          const text = await readText(reader);
+          if (text === "<done>") return;
+          assert.equal(text, ":\n\n");
+          beats.push(clock.now());
+        }
+      })();
+      await clock.advance(4_999);
+      assert.deepEqual(beats, []);
+      await clock.advance(1);
+      assert.deepEqual(beats, [5_000]);
+      await clock.advance(10_000);
+      assert.deepEqual(beats, [5_000, 10_000, 15_000]);
+      stream.close();
+      await reading;
+      assert.equal(clock.pending, 0, "no timer outlives the stream");
+    });
   });
 
-  it("EventStream sends no heartbeat while busy", async () => {
-    const { stream, reader } = open({ heartbeat: 100 });
-    assert.equal(await readText(reader), OPENING);
-    const reading = readAll(reader);
-    for (let n = 0; n < 40; n++) {
-      await stream.publish(n);
-      await delay(10);
-    }
-    stream.close();
-    const text = (await reading).join("");
-    assert.equal(text.split("\n\n").length - 1, 40);
-    assert.ok(!text.includes(":\n\n"), "no heartbeat between events");
+  it("EventStream sends no heartbeat while busy, and one a full interval after the last event", async () => {
+    await onVirtualClock(async (clock) => {
+      const { stream, reader } = open({ heartbeat: 5_000 });
+      assert.equal(await readText(reader), OPENING);
+      const chunks: [number, string][] = [];
+      const reading = (async () => {
+        for (;;) {
+          const text = await readText(reader);
+          if (text === "<done>") return;
+          chunks.push([clock.now(), text]);
+        }
+      })();
+      for (let n = 0; n < 40; n++) {
+        await stream.publish(n);
+        await clock.advance(1_000);
+      }
+      // The last event left at 39 s: the next heartbeat is due at 44 s, not before.
+      await clock.advance(3_999);
+      assert.equal(chunks.filter(([, text]) => text === ":\n\n").length, 0);
+      await clock.advance(1);
+      assert.deepEqual(chunks.at(-1), [44_000, ":\n\n"]);
+      assert.equal(chunks.filter(([, text]) => text.startsWith("data: ")).length, 40);
+      stream.close();
+      await reading;
+    });
   });
 
   it("EventStream refuses out-of-range options with a RangeError", () => {
@@ -277,25 +325,42 @@ describe("EventStream heartbeat", () => {
 });
 
 describe("EventStream ends", () => {
-  it("EventStream aborts its signal with reason timeout when the reader stops reading", async () => {
+  it("EventStream aborts its signal with reason timeout `writeTimeout` ms after the reader stopped reading", async () => {
+    await onVirtualClock(async (clock) => {
+      const { stream, reader } = open({ writeTimeout: 30_000 });
+      assert.equal(await readText(reader), OPENING);
+      await stream.publish("unread");
+      await clock.advance(29_999);
+      assert.equal(stream.signal.aborted, false);
+      await clock.advance(1);
+      assert.equal(reasonOf(stream).reason, "timeout");
+      assert.equal(clock.pending, 0);
+      await assert.rejects(reader.read(), StreamClosedError);
+      await assert.rejects(stream.publish("late"), StreamClosedError);
+    });
+  });
+
+  it("EventStream on a real clock times out a reader that stopped reading", async () => {
     const { stream, reader } = open({ writeTimeout: 100 });
     assert.equal(await readText(reader), OPENING);
     await stream.publish("unread");
-    await waitFor(() => stream.signal.aborted, 1_000, "the write timeout");
+    await waitFor(() => stream.signal.aborted, 10_000, "the write timeout");
     assert.equal(reasonOf(stream).reason, "timeout");
     await assert.rejects(reader.read(), StreamClosedError);
     await assert.rejects(stream.publish("late"), StreamClosedError);
   });
 
   it("EventStream does not time out while the reader waits for data", async () => {
-    const { stream, reader } = open({ writeTimeout: 50 });
-    assert.equal(await readText(reader), OPENING);
-    const next = readText(reader);
-    await delay(200);
-    assert.equal(stream.signal.aborted, false);
-    await stream.publish("still here");
-    assert.equal(await next, "data: still here\n\n");
-    stream.close();
+    await onVirtualClock(async (clock) => {
+      const { stream, reader } = open({ writeTimeout: 30_000 });
+      assert.equal(await readText(reader), OPENING);
+      const next = readText(reader);
+      await clock.advance(120_000);
+      assert.equal(stream.signal.aborted, false);
+      await stream.publish("still here");
+      assert.equal(await next, "data: still here\n\n");
+      stream.close();
+    });
   });
 
   it("EventStream aborts its signal with reason cancelled when the reader cancels", async () => {

@@ -24,7 +24,7 @@ export class MemoryBridge implements Bridge {
   #deliver: (event: BridgeEvent) => void = () => {};
 
   get #epoch(): string {
-    return this.#epochValue ??= crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    return this.#epochValue ??= crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
   }
 
   get #idPattern(): RegExp {

@@ -35,8 +35,8 @@ export interface ParsedEvent {
 /** Callbacks and limits of the parse engine. */
 export interface ParserCallbacks {
   onEvent(event: ParsedEvent): void;
-  onRetry?(ms: number): void;
-  onComment?(text: string): void;
+  onRetry?: ((ms: number) => void) | undefined;
+  onComment?: ((text: string) => void) | undefined;
   /** Most UTF-16 code units one event (its pending line and data) may take. */
   maxEventSize: number;
 }

@@ -33,50 +33,50 @@ export interface BrokerOptions<Events extends Record<string, unknown>> {
    * The declared vocabulary: publishing any other event name throws a `TypeError` (an event
    * without a name counts as `"message"`). All names are allowed when absent.
    */
-  events?: readonly (keyof Events & string)[];
+  events?: readonly (keyof Events & string)[] | undefined;
   /**
    * Frames queued per client; a publish never waits for a slow client, `overflow` decides.
    * @default {256}
    */
-  bufferSize?: number;
+  bufferSize?: number | undefined;
   /**
    * Bytes queued per client before its buffer counts as full, whatever the frame count.
    * @default {1_048_576}
    */
-  bufferBytes?: number;
+  bufferBytes?: number | undefined;
   /**
    * What a client whose buffer is full gets: `"disconnect"` ends its stream (the browser
    * reconnects and, with history, replays what it missed); `"drop-oldest"` discards its oldest
    * queued frames to make room.
    * @default {"disconnect"}
    */
-  overflow?: OverflowPolicy;
+  overflow?: OverflowPolicy | undefined;
   /**
    * Events kept per channel for `Last-Event-ID` replay; with it, events without an id get one.
    * @default {0}
    */
-  history?: number;
+  history?: number | undefined;
   /**
    * Keepalive interval of every stream in ms, `null` for none (see `EventStream`).
    * @default {5_000}
    */
-  heartbeat?: number | null;
+  heartbeat?: number | null | undefined;
   /**
    * How long a client may leave a chunk unread before it is dropped (see `EventStream`).
    * @default {30_000}
    */
-  writeTimeout?: number | null;
+  writeTimeout?: number | null | undefined;
   /** Clients of the whole broker beyond which `subscribe()` throws and `response()` answers 503. */
-  maxClients?: number;
+  maxClients?: number | undefined;
   /** Clients of one channel beyond which `subscribe()` throws and `response()` answers 503. */
-  maxClientsPerChannel?: number;
+  maxClientsPerChannel?: number | undefined;
   /**
    * Seconds a client turned away with 503 is told to wait (`Retry-After`).
    * @default {5}
    */
-  retryAfter?: number;
+  retryAfter?: number | undefined;
   /** Carries events between brokers (workers, hosts); one in memory when absent. */
-  bridge?: Bridge;
+  bridge?: Bridge | undefined;
   /**
    * Called with errors that have no caller to reject: a failed replay (the client then gets the
    * gap signal) or a bridge failure.
@@ -88,20 +88,20 @@ export interface BrokerOptions<Events extends Record<string, unknown>> {
 /** Options of {@linkcode Broker.subscribe}. */
 export interface SubscribeOptions {
   /** Aborting it ends the stream and removes the subscription. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** The client's `Last-Event-ID`: with history, what it missed is sent first. */
-  lastEventId?: string;
+  lastEventId?: string | undefined;
 }
 
 /** Options of {@linkcode Broker.publish}, typed by the declared events. */
 export interface BrokerPublishOptions<Name extends string = string> {
   /** The event type; `"message"` when absent. */
-  event?: Name;
+  event?: Name | undefined;
   /**
    * The event id; with history, the broker assigns one when absent. A number is sent as its
    * decimal text. At most 256 characters, so that a client can resume from it.
    */
-  id?: string | number;
+  id?: string | number | undefined;
 }
 
 /**
@@ -116,13 +116,13 @@ export type PublishRest<Events, Name extends string> = "message" extends keyof E
 /** Options of {@linkcode Broker.close}. */
 export interface BrokerCloseOptions {
   /** A last event for every client, before its stream ends (e.g. "server restarting"). */
-  event?: ServerSentEvent;
+  event?: ServerSentEvent | undefined;
   /**
    * The reconnection delay to give every client first, in ms: a number, or `[min, max]` for a
    * random delay per client, so that thousands of clients do not all reconnect at once after a
    * deploy.
    */
-  retry?: number | readonly [number, number];
+  retry?: number | readonly [number, number] | undefined;
 }
 
 interface Subscriber {
@@ -175,10 +175,10 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   readonly #maxPerChannel: number;
   readonly #retryAfter: number;
   readonly #streamOptions: {
-    heartbeat?: number | null;
-    writeTimeout?: number | null;
-    bufferSize?: number;
-    bufferBytes?: number;
+    heartbeat?: number | null | undefined;
+    writeTimeout?: number | null | undefined;
+    bufferSize?: number | undefined;
+    bufferBytes?: number | undefined;
   };
   readonly #onError: (error: unknown) => void;
   #metrics: BrokerMetrics = emptyMetrics();

@@ -10,7 +10,7 @@ export interface EventParserStreamOptions {
    * report it until the stream sets another.
    * @default {""}
    */
-  lastEventId?: string;
+  lastEventId?: string | undefined;
   /** Called with the new reconnection time whenever a valid `retry` field arrives. */
   onRetry?(ms: number): void;
   /** Called with the text of every comment line (after the colon and one optional space). */
@@ -21,7 +21,7 @@ export interface EventParserStreamOptions {
    * instead of buffering without bound.
    * @default {16_777_216}
    */
-  maxEventSize?: number;
+  maxEventSize?: number | undefined;
 }
 
 /**

@@ -24,14 +24,14 @@ export interface EventStreamOptions {
    * closes a connection that is idle for 10 s, and under proxies with longer idle timeouts.
    * @default {5_000}
    */
-  heartbeat?: number | null;
+  heartbeat?: number | null | undefined;
   /** Aborting this signal (for example `request.signal`) closes the stream at once. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Frames queued before `send()`/`publish()` waits for the client to read.
    * @default {256}
    */
-  bufferSize?: number;
+  bufferSize?: number | undefined;
   /**
    * Bytes queued before `send()`/`publish()` waits, whatever the frame count: a 1 MB event is
    * not "one slot". A frame is always accepted into an empty buffer, however large. Frames are
@@ -39,30 +39,30 @@ export interface EventStreamOptions {
    * non-ASCII text counts one per UTF-16 code unit here.
    * @default {1_048_576}
    */
-  bufferBytes?: number;
+  bufferBytes?: number | undefined;
   /**
    * Milliseconds a chunk may wait for the runtime to take it (the client is reading) before the
    * stream ends with reason `"timeout"`. This is what finds half-open connections and frozen
    * tabs; `null` turns it off.
    * @default {30_000}
    */
-  writeTimeout?: number | null;
+  writeTimeout?: number | null | undefined;
   /**
    * A reconnection delay in ms to send first, as a `retry:` field. Without it the stream opens
    * with an empty comment; either way the response reaches the client at once (so
    * `EventSource.onopen` fires even on a quiet stream).
    */
-  retry?: number;
+  retry?: number | undefined;
 }
 
 /** Options of {@linkcode EventStream.publish}. */
 export interface PublishOptions {
   /** The event type. */
-  event?: string;
+  event?: string | undefined;
   /** The event id. */
-  id?: string | number;
+  id?: string | number | undefined;
   /** A new reconnection delay in ms. */
-  retry?: number;
+  retry?: number | undefined;
 }
 
 /**

@@ -18,14 +18,14 @@ export interface ServerSentEvent {
    */
   data?: unknown;
   /** The event type (`EventSource` dispatches it under this name). Must not contain CR or LF. */
-  event?: string;
+  event?: string | undefined;
   /**
    * The event id, which the browser sends back as `Last-Event-ID` when it reconnects. Must not
    * contain CR, LF or NUL. An empty string resets the browser's last event id.
    */
-  id?: string | number;
+  id?: string | number | undefined;
   /** The reconnection delay the browser should use from now on, in ms: a non-negative integer. */
-  retry?: number;
+  retry?: number | undefined;
   /** A comment; each of its lines becomes one `: line` line. The browser ignores comments. */
-  comment?: string;
+  comment?: string | undefined;
 }

@@ -323,8 +323,8 @@ describe(`Broker on a real ${runtime} server`, () => {
         const client = await open(`${server.origin}/events?ch=a`, { "Last-Event-ID": forged });
         assert.equal(client.response.status, 200);
         await waitFor(() => client.events.length === 1, 2_000, "the gap signal");
-        assert.equal(client.events[0].type, STREAM_RESET_EVENT);
-        assert.deepEqual(JSON.parse(client.events[0].data).channels, ["a"]);
+        assert.equal(client.events[0]!.type, STREAM_RESET_EVENT);
+        assert.deepEqual(JSON.parse(client.events[0]!.data).channels, ["a"]);
         await broker.publish("a", "new");
         await waitFor(() => client.events.length === 2, 2_000, "the next event");
         assert.deepEqual(texts(client.events).slice(1), ["new"]);
@@ -344,7 +344,7 @@ describe(`Broker on a real ${runtime} server`, () => {
       assert.equal(refused.status, 503);
       assert.equal(refused.headers.get("retry-after"), "2");
       assert.match(await refused.text(), /maximum of 3 clients/);
-      clients[0].abort();
+      clients[0]!.abort();
       await waitFor(() => broker.clientCount() === 2, 2_000, "a client to leave");
       const again = await open(`${server.origin}/events`);
       assert.equal(again.response.status, 200);
@@ -473,7 +473,7 @@ describe(`Broker on a real ${runtime} server`, () => {
               Number(line.split(" ")[0])
             );
             assert.ok(bulkSeen.length < bulk, `it got ${bulkSeen.length} of ${bulk} bulk events`);
-            for (let i = 1; i < bulkSeen.length; i++) assert.ok(bulkSeen[i] > bulkSeen[i - 1]);
+            for (let i = 1; i < bulkSeen.length; i++) assert.ok(bulkSeen[i]! > bulkSeen[i - 1]!);
             if (overflow === "disconnect") {
               // What it got is a prefix: nothing after the disconnect, no hole before it.
               assert.deepEqual(bulkSeen, Array.from({ length: bulkSeen.length }, (_, n) => n));
@@ -484,7 +484,7 @@ describe(`Broker on a real ${runtime} server`, () => {
                 `the newest bulk event arrived: ${bulkSeen.at(-1)}`,
               );
               assert.ok(
-                bulkSeen.some((n, i) => i > 0 && n > bulkSeen[i - 1] + 1),
+                bulkSeen.some((n, i) => i > 0 && n > bulkSeen[i - 1]! + 1),
                 "frames were dropped",
               );
             }
@@ -563,7 +563,7 @@ describe(`examples/notifications.ts on a real ${runtime} server`, () => {
           ["notification", "For ana"],
           ["notification", "For ana again"],
         ]);
-        assert.equal(JSON.parse(client.events[0].data).from, "ops");
+        assert.equal(JSON.parse(client.events[0]!.data).from, "ops");
       }
       assert.deepEqual(bob.events.map((event) => JSON.parse(event.data).title), ["For bob"]);
       assert.equal((await post({ recipient: "eve", title: "x" })).status, 404);

@@ -163,7 +163,7 @@ describe("Broker channels", () => {
     const broker = quietBroker({ history: 10 });
     const ids = await idsOf(broker as Broker, "room", 3);
     const request = new Request("http://localhost/events", {
-      headers: { "Last-Event-ID": ids[0] },
+      headers: { "Last-Event-ID"!: ids[0] },
     });
     const response = broker.response("room", request, { headers: { "X-Room": "room" } });
     assert.equal(response.status, 200);
@@ -212,8 +212,8 @@ describe("Broker encodes each event once", () => {
     const next = readers.map((reader) => reader.read());
     await broker.publish("a", "shared", { event: "x" });
     const [first, second] = await Promise.all(next);
-    assert.equal(new TextDecoder().decode(first.value), "event: x\ndata: shared\n\n");
-    assert.equal(first.value, second.value, "both subscribers got the very same chunk object");
+    assert.equal(new TextDecoder().decode(first!.value), "event: x\ndata: shared\n\n");
+    assert.equal(first!.value, second!.value, "both subscribers got the very same chunk object");
     for (const reader of readers) await reader.cancel();
     await broker.close();
   });
@@ -327,7 +327,7 @@ describe("Broker history and Last-Event-ID replay", () => {
     assert.ok(parts.every((match) => match !== null), `ids look like epoch-seq: ${ids}`);
     assert.equal(new Set(parts.map((match) => match![1])).size, 1);
     const seqs = parts.map((match) => Number(match![2]));
-    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `ids increase: ${ids}`);
+    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, `ids increase: ${ids}`);
     await broker.close();
   });
 
@@ -409,7 +409,7 @@ describe("Broker history and Last-Event-ID replay", () => {
   it("treats unknown, forged and garbage ids as a gap: never an error, never another channel's events", async () => {
     const broker = quietBroker({ history: 50 });
     const ours = await idsOf(broker, "mine", 3);
-    const epoch = ours[0].split("-")[0];
+    const epoch = ours[0]!.split("-")[0];
     await broker.publish("theirs", "secret", { id: "their-1" });
     await broker.publish("theirs", "secret 2");
     const newest = (await idsOf(broker, "mine", 1))[0];
@@ -433,9 +433,9 @@ describe("Broker history and Last-Event-ID replay", () => {
       const stream = broker.subscribe("mine", { lastEventId });
       const events = await drain(stream);
       assert.equal(events.length, 1, `one event for ${JSON.stringify(lastEventId.slice(0, 40))}`);
-      assert.equal(events[0].type, STREAM_RESET_EVENT);
-      assert.equal(events[0].lastEventId, newest);
-      const body = JSON.parse(events[0].data);
+      assert.equal(events[0]!.type, STREAM_RESET_EVENT);
+      assert.equal(events[0]!.lastEventId, newest);
+      const body = JSON.parse(events[0]!.data);
       assert.deepEqual(body.channels, ["mine"]);
       assert.equal(body.lastEventId, lastEventId.slice(0, 256));
     }
@@ -598,9 +598,9 @@ describe("Broker limits and shutdown", () => {
     await broker.close();
     for (const [n, stream] of streams.entries()) {
       assert.equal(reasonOf(stream).reason, "closed");
-      await taps[n].done; // the body ends
+      await taps[n]!.done; // the body ends
     }
-    assert.deepEqual(data(taps[0].events), ["before"]);
+    assert.deepEqual(data(taps[0]!.events), ["before"]);
     assert.equal(broker.clientCount(), 0);
     await assert.rejects(broker.publish("c0", "late"), BrokerClosedError);
     await assert.rejects(broker.broadcast("late"), (error: unknown) => {
@@ -719,20 +719,20 @@ describe("Broker metrics", () => {
       for (const line of text.slice(0, -1).split("\n")) {
         let match = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*$/.exec(line);
         if (match) {
-          assert.ok(!help.has(match[1]), `one HELP per metric: ${line}`);
-          help.add(match[1]);
+          assert.ok(!help.has(match[1]!), `one HELP per metric: ${line}`);
+          help.add(match[1]!);
           continue;
         }
         match = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
         if (match) {
-          assert.ok(help.has(match[1]) && !samples.has(match[1]), `TYPE before sample: ${line}`);
-          types.set(match[1], match[2]);
+          assert.ok(help.has(match[1]!) && !samples.has(match[1]!), `TYPE before sample: ${line}`);
+          types.set(match[1]!, match[2]);
           continue;
         }
         match = /^([a-zA-Z_:][a-zA-Z0-9_:]*) (\d+)$/.exec(line);
         assert.ok(match, `a valid exposition line: ${JSON.stringify(line)}`);
-        assert.ok(types.has(match[1]), `TYPE declared before ${match[1]}`);
-        samples.set(match[1], Number(match[2]));
+        assert.ok(types.has(match[1]!), `TYPE declared before ${match[1]}`);
+        samples.set(match[1]!, Number(match[2]));
       }
       const p = prefix ?? "flume_";
       assert.equal(samples.size, 9);

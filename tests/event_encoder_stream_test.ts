@@ -23,7 +23,7 @@ describe("EventEncoderStream", () => {
     assert.equal(chunks.length, events.length);
     for (const [i, chunk] of chunks.entries()) {
       assert.ok(chunk instanceof Uint8Array);
-      assert.equal(decoder.decode(chunk), formatEvent(events[i]));
+      assert.equal(decoder.decode(chunk), formatEvent(events[i]!));
     }
   });
 

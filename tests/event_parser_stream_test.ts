@@ -387,13 +387,13 @@ describe("EventParserStream chunking", () => {
     chunks.push("\n\n");
     const outcome = await parse(chunks, { maxEventSize: 1_000_100 });
     assert.equal(outcome.events.length, 1);
-    assert.equal(outcome.events[0].data, data);
+    assert.equal(outcome.events[0]!.data, data);
   });
 
   it("EventParserStream handles a very long line with the default limit in one chunk", async () => {
     const data = "y".repeat(4_000_000);
     const outcome = await parse([`data: ${data}\n\n`]);
-    assert.equal(outcome.events[0].data.length, data.length);
+    assert.equal(outcome.events[0]!.data.length, data.length);
   });
 });
 

@@ -237,7 +237,7 @@ describe("formatEvent refuses input the wire cannot carry", () => {
     const frame = formatEvent({ data: { s: "\ud800" } });
     assert.equal(frame, 'data: {"s":"\\ud800"}\n\n');
     const { events } = await parse(frame);
-    assert.deepEqual(JSON.parse(events[0].data), { s: "\ud800" });
+    assert.deepEqual(JSON.parse(events[0]!.data), { s: "\ud800" });
   });
 });
 

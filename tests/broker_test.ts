@@ -163,7 +163,7 @@ describe("Broker channels", () => {
     const broker = quietBroker({ history: 10 });
     const ids = await idsOf(broker as Broker, "room", 3);
     const request = new Request("http://localhost/events", {
-      headers: { "Last-Event-ID"!: ids[0] },
+      headers: { "Last-Event-ID": ids[0]! },
     });
     const response = broker.response("room", request, { headers: { "X-Room": "room" } });
     assert.equal(response.status, 200);
@@ -726,7 +726,7 @@ describe("Broker metrics", () => {
         match = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
         if (match) {
           assert.ok(help.has(match[1]!) && !samples.has(match[1]!), `TYPE before sample: ${line}`);
-          types.set(match[1]!, match[2]);
+          types.set(match[1]!, match[2]!);
           continue;
         }
         match = /^([a-zA-Z_:][a-zA-Z0-9_:]*) (\d+)$/.exec(line);

@@ -4,6 +4,7 @@
  * @example The shape a bridge hands to the broker
  * ```ts
  * import type { BridgeEvent } from "@flume/sse";
+ * import assert from "node:assert/strict";
  *
  * const event: BridgeEvent = {
  *   channel: "user:42",
@@ -11,6 +12,8 @@
  *   id: "k9x2-7",
  *   body: 'event: note\ndata: {"text":"hi"}\n\n',
  * };
+ * // The body is a whole frame without its id line; the broker puts the id in place.
+ * assert.ok(event.body.endsWith("\n\n") && !event.body.includes("id:"));
  * ```
  */
 export interface BridgeEvent {

@@ -148,6 +148,7 @@ interface Subscriber {
  * @example Notifications per user
  * ```ts
  * import { Broker } from "@flume/sse";
+ * import assert from "node:assert/strict";
  *
  * type Events = { notification: { text: string }; read: { id: string } };
  * const broker = new Broker<Events>({ events: ["notification", "read"], history: 100 });
@@ -160,7 +161,17 @@ interface Subscriber {
  *   }
  *   return broker.response(`user:${user}`, request);
  * }
- * // Deno.serve(handler) or Bun.serve({ fetch: handler })
+ * // Deno.serve(handler) or Bun.serve({ fetch: handler }); here, two requests by hand:
+ * const stream = await handler(new Request("http://localhost/?user=42"));
+ * const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+ * assert.equal((await reader.read()).value, ":\n\n"); // the opening comment
+ * const post = new Request("http://localhost/?user=42", {
+ *   method: "POST",
+ *   body: JSON.stringify({ text: "hi" }),
+ * });
+ * assert.equal((await handler(post)).status, 204);
+ * assert.match((await reader.read()).value!, /^event: notification\nid: .+\ndata: {"text":"hi"}\n\n$/);
+ * await broker.close();
  * ```
  */
 export class Broker<Events extends Record<string, unknown> = Record<string, unknown>> {
@@ -258,10 +269,15 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker();
    * const stream = broker.subscribe(["user:42", "global"]);
+   * assert.equal(broker.clientCount("user:42"), 1);
    * await broker.publish("global", "hello");
    * stream.close();
+   * assert.equal(await new Response(stream.readable).text(), ":\n\ndata: hello\n\n");
+   * assert.equal(broker.clientCount(), 0);
    * await broker.close();
    * ```
    */
@@ -300,11 +316,18 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker({ history: 50 });
    * function handler(request: Request): Response {
    *   const room = new URL(request.url).searchParams.get("room") ?? "lobby";
    *   return broker.response(`room:${room}`, request);
    * }
+   * const response = handler(new Request("http://localhost/?room=7"));
+   * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+   * assert.equal(broker.clientCount("room:7"), 1);
+   * await broker.close();
+   * assert.equal(handler(new Request("http://localhost/")).status, 503); // closed: come back later
    * ```
    */
   response(
@@ -343,9 +366,16 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker<{ price: number }>({ events: ["price"] });
+   * const stream = broker.subscribe("ticker:ACME");
    * await broker.publish("ticker:ACME", 12.5, { event: "price" });
+   * // An undeclared name is a compile error, and a TypeError at run time:
+   * const untyped = broker as unknown as Broker;
+   * await assert.rejects(untyped.publish("ticker:ACME", 1, { event: "volume" }), TypeError);
    * await broker.close();
+   * assert.equal(await new Response(stream.readable).text(), ":\n\nevent: price\ndata: 12.5\n\n");
    * ```
    */
   publish<Name extends keyof Events & string>(
@@ -370,9 +400,16 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker();
+   * const a = broker.subscribe("room:1");
+   * const b = broker.subscribe(["room:2", "room:3"]);
    * await broker.broadcast({ text: "maintenance at 22:00" }, { event: "announcement" });
    * await broker.close();
+   * const frame = ':\n\nevent: announcement\ndata: {"text":"maintenance at 22:00"}\n\n';
+   * assert.equal(await new Response(a.readable).text(), frame);
+   * assert.equal(await new Response(b.readable).text(), frame); // once, though on two channels
    * ```
    */
   broadcast<Name extends keyof Events & string>(
@@ -394,8 +431,14 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker();
-   * const online = broker.clientCount("user:42") > 0;
+   * assert.equal(broker.clientCount("user:42") > 0, false);
+   * broker.subscribe(["user:42", "global"]);
+   * assert.equal(broker.clientCount("user:42") > 0, true);
+   * assert.equal(broker.clientCount(), 1); // one client, though on two channels
+   * await broker.close();
    * ```
    */
   clientCount(channel?: string): number {
@@ -410,8 +453,15 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker();
-   * console.log(broker.metrics().clients);
+   * broker.subscribe("news");
+   * await broker.publish("news", "hello");
+   * const metrics = broker.metrics();
+   * assert.equal(metrics.clients, 1);
+   * assert.equal(metrics.eventsDelivered, 1);
+   * await broker.close();
    * ```
    */
   metrics(): BrokerMetrics {
@@ -427,8 +477,15 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```ts
    * import { Broker } from "@flume/sse";
    *
+   * import assert from "node:assert/strict";
+   *
    * const broker = new Broker();
+   * const stream = broker.subscribe("news");
    * await broker.close({ event: { event: "bye", data: "restarting" }, retry: [1_000, 10_000] });
+   * const text = await new Response(stream.readable).text();
+   * assert.match(text, /^:\n\nretry: \d+\n\nevent: bye\ndata: restarting\n\n$/);
+   * const retry = Number(/retry: (\d+)/.exec(text)![1]);
+   * assert.ok(retry >= 1_000 && retry <= 10_000);
    * ```
    */
   async close(options: BrokerCloseOptions = {}): Promise<void> {

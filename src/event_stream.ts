@@ -101,13 +101,21 @@ function noop(): void {}
  * @example Serve a stream with Deno.serve or Bun.serve
  * ```ts
  * import { EventStream } from "@flume/sse";
+ * import assert from "node:assert/strict";
  *
  * function handler(_request: Request): Response {
  *   const stream = new EventStream();
- *   const timer = setInterval(() => stream.publish({ time: Date.now() }, { event: "time" }), 1000);
+ *   const timer = setInterval(() => stream.publish({ time: Date.now() }, { event: "time" }), 10);
+ *   // The client went away (or the stream ended otherwise): stop producing.
  *   stream.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
  *   return stream.response();
  * }
+ * // Deno.serve(handler) or Bun.serve({ fetch: handler }); here, a client that reads one event:
+ * const reader = handler(new Request("http://localhost/")).body!
+ *   .pipeThrough(new TextDecoderStream()).getReader();
+ * assert.equal((await reader.read()).value, ":\n\n");
+ * assert.match((await reader.read()).value!, /^event: time\ndata: {"time":\d+}\n\n/);
+ * await reader.cancel(); // the client leaves: the signal aborts and the interval is cleared
  * ```
  *
  * @example Read what a stream sends

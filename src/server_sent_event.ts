@@ -7,7 +7,11 @@
  * ```ts
  * import type { ServerSentEvent } from "@flume/sse";
  *
+ * import { formatEvent } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
  * const event: ServerSentEvent = { event: "price", id: 42, data: { symbol: "ACME", price: 12.5 } };
+ * assert.equal(formatEvent(event), 'event: price\nid: 42\ndata: {"symbol":"ACME","price":12.5}\n\n');
  * ```
  */
 export interface ServerSentEvent {

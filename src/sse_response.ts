@@ -34,15 +34,19 @@ export type SseSource =
  * @example A producer under Deno.serve or Bun.serve
  * ```ts
  * import { sseResponse } from "@flume/sse";
+ * import assert from "node:assert/strict";
  *
  * function handler(_request: Request): Response {
  *   return sseResponse(async (stream) => {
  *     for (let n = 1; !stream.signal.aborted && n <= 3; n++) {
  *       await stream.publish({ n }, { event: "tick", id: String(n) });
  *     }
- *   });
+ *   }, { heartbeat: null });
  * }
- * // Deno.serve(handler) or Bun.serve({ fetch: handler })
+ * // Deno.serve(handler) or Bun.serve({ fetch: handler }); here, a client reads it all:
+ * const text = await handler(new Request("http://localhost/")).text();
+ * assert.equal(text.match(/event: tick/g)?.length, 3);
+ * assert.ok(text.endsWith('id: 3\ndata: {"n":3}\n\n'));
  * ```
  *
  * @example An async generator as the source

@@ -2,6 +2,7 @@ import { EventStream } from "./event_stream.ts";
 import type { ServerSentEvent } from "./server_sent_event.ts";
 import {
   closeReason,
+  type ControlledStream,
   offerFrame,
   type OfferPolicy,
   onStreamEnd,
@@ -585,7 +586,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     else this.#queue(subscriber.stream, frame, this.#overflow);
   }
 
-  #queue(stream: EventStream, frame: Uint8Array, policy: OfferPolicy): void {
+  #queue(stream: ControlledStream, frame: Uint8Array, policy: OfferPolicy): void {
     const metrics = this.#metrics;
     const before = stream.closed;
     const dropped = stream[offerFrame](frame, policy);

@@ -6,13 +6,7 @@ import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
 import { clock, type TimerHandle } from "./_clock.ts";
 import { quietRejection } from "./_promise.ts";
 import { type SseResponseInit, streamResponse } from "./_response.ts";
-import {
-  closeReason,
-  type ControlledStream,
-  offerFrame,
-  type OfferPolicy,
-  onStreamEnd,
-} from "./_stream_control.ts";
+import { closeReason, offerFrame, onStreamEnd, type OverflowPolicy } from "./_stream_control.ts";
 
 export type { OverflowPolicy } from "./_stream_control.ts";
 
@@ -67,7 +61,7 @@ export interface PublishOptions {
 
 /**
  * A queued frame: text (encoded once per chunk, with its neighbours), bytes the broker shares
- * between all its clients, or bytes pinned in the queue (see `OfferPolicy`).
+ * between all its clients, or bytes pinned in the queue (see `OfferPolicy` in `_stream_control.ts`).
  */
 type Frame = string | Uint8Array | Pinned;
 
@@ -130,7 +124,7 @@ function noop(): void {}
  * assert.equal(text, ":\n\nid: 1\ndata: hi\n\n");
  * ```
  */
-export class EventStream implements ControlledStream {
+export class EventStream {
   #state = OPEN;
   #queue: Frame[] = [];
   /** Frames in the queue that count against the bounds (pinned ones do not), and their size. */
@@ -340,8 +334,8 @@ export class EventStream implements ControlledStream {
     return streamResponse(this, init);
   }
 
-  /** Internal, for the broker (see `_stream_control.ts`). */
-  [offerFrame](frame: Uint8Array, policy: OfferPolicy): number {
+  /** Internal, for the broker (see `_stream_control.ts`); `EventStream` is its `ControlledStream`. */
+  [offerFrame](frame: Uint8Array, policy: OverflowPolicy | "pinned"): number {
     if (this.#state === CLOSED) return -1;
     if (policy === "pinned") {
       this.#queue.push(new Pinned(frame));

@@ -214,7 +214,7 @@ describe(`Broker on a real ${runtime} server`, () => {
   it(
     "resumes clients that keep reconnecting with Last-Event-ID while events are published every ms: no gap, no duplicate",
     {
-      timeout: 30_000,
+      timeout: 60_000,
     },
     async () => {
       await withBroker({ history: 5_000 }, async (broker, server) => {
@@ -239,15 +239,39 @@ describe(`Broker on a real ${runtime} server`, () => {
           let client = first;
           let lastEventId = "";
           let connections = 1;
+          let lastTries = 0;
           for (;;) {
             const finished = published >= total;
             if (finished) {
-              await waitFor(
+              // A stream the server ended meanwhile (a client that fell behind with both cores
+              // busy is cut off by design) resumes like any other: reconnect and wait again.
+              const complete = await waitFor(
                 () => seen.length + client.events.length >= expected.length,
-                10_000,
+                5_000,
                 "the last events",
-              );
-            } else await delay(5 + Math.floor(Math.random() * 30));
+              ).then(() => true, (error) => {
+                if (++lastTries >= 6) throw error;
+                return false;
+              });
+              if (!complete) {
+                client.abort();
+                await client.done;
+                for (const event of client.events) {
+                  seen.push(event.data);
+                  lastEventId = event.lastEventId;
+                }
+                client = await open(url, lastEventId ? { "Last-Event-ID": lastEventId } : {});
+                connections++;
+                continue;
+              }
+            } else {
+              await delay(5 + Math.floor(Math.random() * 30));
+              // Without a position to resume from, a reconnect would start live: keep the first
+              // connection until it has one.
+              if (lastEventId === "") {
+                await waitFor(() => client.events.length > 0, 20_000, "a first event");
+              }
+            }
             client.abort();
             await client.done;
             for (const event of client.events) {

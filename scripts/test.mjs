@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs every suite: the tests/ tree under Deno and under Bun, the same core under Node, and the
-// JSDoc examples under Deno. Installs what is missing first (npm packages; Chromium and
-// redis-server from Debian when running as root). Ends with one line: "N passed, N failed".
+// JSDoc examples and the code blocks of README.md and docs/ under Deno. Installs what is missing
+// first (npm packages; Chromium and redis-server from Debian when running as root). Ends with one
+// line: "N passed, N failed".
 //
 //   npm test                  every suite
 //   npm test -- deno bun      only these suites (deno, bun, node, doc)
@@ -58,7 +59,9 @@ for (const suite of suites) {
     const junit = fresh("doc");
     const entries = ["mod.ts", ...["client", "redis", "webpush"].map((p) => `src/${p}/mod.ts`)]
       .filter((f) => existsSync(join(root, f)));
-    const argv = ["test", "-A", "--doc", `--junit-path=${junit}`, ...entries, "src/"];
+    // The guides' code blocks too: `deno test --doc` runs the ts blocks of markdown files.
+    const guides = ["README.md", "docs/"].filter((f) => existsSync(join(root, f)));
+    const argv = ["test", "-A", "--doc", `--junit-path=${junit}`, ...entries, "src/", ...guides];
     counts = withExit(await run(bin("deno"), argv), junitCounts(junit));
   } else {
     console.error(`Unknown suite \`${suite}\`: use deno, bun, node or doc`);

@@ -327,7 +327,9 @@ describe("Broker history and Last-Event-ID replay", () => {
     assert.ok(parts.every((match) => match !== null), `ids look like epoch-seq: ${ids}`);
     assert.equal(new Set(parts.map((match) => match![1])).size, 1);
     const seqs = parts.map((match) => Number(match![2]));
-    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i]! > seqs[i - 1]!, `ids increase: ${ids}`);
+    for (let i = 1; i < seqs.length; i++) {
+      assert.ok(seqs[i]! > seqs[i - 1]!, `ids increase: ${ids}`);
+    }
     await broker.close();
   });
 

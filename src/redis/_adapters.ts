@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { RedisBridgeAdapter, RedisBridgeListener } from "./redis_bridge.ts";
+import type { RedisBridgeAdapter, RedisBridgeListener } from "./redis_bridge_adapter.ts";
 
 // deno-lint-ignore no-explicit-any
 type Loose = any;

@@ -13,6 +13,7 @@
  */
 
 import type { BridgeEvent } from "../bridge.ts";
+import { bodyProblem, checkId } from "../_wire.ts";
 
 const MAGIC = "f1";
 const EPOCH = /^[0-9a-z]{1,16}$/;
@@ -90,24 +91,32 @@ export function decodePayload(
   if (ilen === GENERATED) id = `${epoch}-${seq}`;
   else if (ilen >= 0) {
     id = text.slice(at, at += ilen);
-    if (/[\r\n\0]/.test(id)) return "its id contains a line break or NUL";
+    const problem = idProblem(id);
+    if (problem !== undefined) return problem;
   }
   const body = text.slice(at);
-  const reason = checkBody(body);
-  return reason ?? { channel, seq, id, body };
+  return bodyProblem(body) ?? { channel, seq, id, body };
 }
 
 /**
- * Whether `body` is one frame as `formatEvent` writes it (without an id): anything else would
- * split into several events, or merge with the next one, at every client.
+ * Why a caller's id cannot go on the wire as it is, asking the wire's owner. Its length is not
+ * checked here: the broker decides which ids it takes, and an id it took must come back.
  */
-function checkBody(body: string): string | undefined {
-  if (!body.endsWith("\n")) return "its body does not end with a line break";
-  const blank = body.indexOf("\n\n");
-  if (blank >= 0 && blank !== body.length - 2) return "its body holds more than one event";
-  if (body.includes("\r")) return "its body contains a carriage return";
-  if (body.length > 1 && !/^(?:event|data|retry|:)/.test(body)) {
-    return "its body does not start with a field";
+function idProblem(id: string): string | undefined {
+  try {
+    checkId(id);
+    return undefined;
+  } catch {
+    return "its id cannot be written on the wire";
   }
-  return undefined;
+}
+
+/**
+ * The payload of a message from the channel (what the publish script got and stored as the
+ * stream entry's `m`): the text after `f1 <epoch> <seq> `. Only for a message that decoded.
+ */
+export function payloadOf(text: string): string {
+  const a = text.indexOf(" ");
+  const b = text.indexOf(" ", a + 1);
+  return text.slice(text.indexOf(" ", b + 1) + 1);
 }

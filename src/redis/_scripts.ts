@@ -139,6 +139,30 @@ end
 return {epoch, head, 1, gaps, events}
 `;
 
+/**
+ * What Redis says about a message's claim, so that a message announcing a hole or a new epoch is
+ * acted on only when Redis confirms it: the current epoch and seq and, for an event, whether its
+ * stream holds that seq with that payload.
+ *
+ * KEYS: meta, the event's stream (any stream for a checkpoint). ARGV: the claimed epoch, seq,
+ * and the event's payload ("" for a checkpoint).
+ * Returns `{epoch or "", seq, stored}` with `stored` 1 (the same event), -1 (another event at
+ * that seq) or 0 (nothing stored there: no history kept, or trimmed).
+ */
+export const CHECK_SCRIPT = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+local stored = 0
+if ARGV[3] ~= '' then
+  local id = ARGV[2] .. '-0'
+  local entry = redis.call('XRANGE', KEYS[2], id, id)[1]
+  if entry then
+    if entry[2][2] == ARGV[1] and entry[2][6] == ARGV[3] then stored = 1 else stored = -1 end
+  end
+end
+return {epoch, seq, stored}
+`;
+
 /** The SHA-1 of a script in hex, the name `EVALSHA` knows it by. */
 export async function scriptSha(script: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(script));

@@ -1,72 +1,18 @@
 import type { Bridge, BridgeEvent, BridgeReplay } from "../bridge.ts";
+import { clock, type TimerHandle } from "../_clock.ts";
+import { MAX_ID_LENGTH } from "../_wire.ts";
 import { adapterFor } from "./_adapters.ts";
-import { decodeMessage, decodePayload, encodePayload } from "./_message.ts";
-import { HEAD_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, scriptSha } from "./_scripts.ts";
-import { RedisBridgeError } from "./redis_bridge_error.ts";
-
-/**
- * What the bridge needs from a Redis client it does not know: two connections, one for
- * commands and one subscribed. Pass it as `adapter` to use any client.
- *
- * @example An adapter over node-redis, as the bridge builds it itself
- * ```ts
- * import type { RedisBridgeAdapter } from "@flume/sse/redis";
- * import type { createClient } from "redis";
- *
- * type Client = ReturnType<typeof createClient>;
- * function adapter(client: Client, subscriber: Client): RedisBridgeAdapter {
- *   return {
- *     command: (args) => client.sendCommand(args),
- *     ready: () => client.isReady && subscriber.isReady,
- *     async listen(channel, listener) {
- *       const onMessage = (message: string) => listener.message(message);
- *       const onReady = () => listener.connected();
- *       const onError = (error: unknown) => listener.error(error);
- *       client.on("ready", onReady).on("error", onError);
- *       subscriber.on("ready", onReady).on("error", onError);
- *       await subscriber.subscribe(channel, onMessage);
- *       return async () => {
- *         client.off("ready", onReady).off("error", onError);
- *         subscriber.off("ready", onReady).off("error", onError);
- *         await subscriber.unsubscribe(channel, onMessage);
- *       };
- *     },
- *   };
- * }
- * ```
- */
-export interface RedisBridgeAdapter {
-  /**
-   * Sends one command on the command connection, e.g. `["EVALSHA", sha, "2", ...]`.
-   * @param args The command and its arguments.
-   * @returns The reply: arrays as arrays, integers as numbers or strings, nil as `null`.
-   */
-  command(args: string[]): Promise<unknown>;
-  /**
-   * Whether both connections are up: when not, the bridge refuses a publish at once rather
-   * than let the client queue it for a reconnect that may never come.
-   * @returns Whether both connections are up.
-   */
-  ready(): boolean;
-  /**
-   * Subscribes the subscriber connection to `channel`, and keeps it subscribed across
-   * reconnects.
-   * @param channel The Redis channel.
-   * @param listener Where messages, reconnects and connection errors go.
-   * @returns A function that undoes all of it: unsubscribes and removes every listener.
-   */
-  listen(channel: string, listener: RedisBridgeListener): Promise<() => Promise<void>>;
-}
-
-/** What a {@linkcode RedisBridgeAdapter} tells the bridge. */
-export interface RedisBridgeListener {
-  /** A message arrived on the channel. */
-  message(text: string): void;
-  /** A connection (either one) is up again after a reconnect, subscription included. */
-  connected(): void;
-  /** A connection failed; the client is expected to reconnect by itself. */
-  error(error: unknown): void;
-}
+import {
+  decodeMessage,
+  decodePayload,
+  encodePayload,
+  type Message,
+  payloadOf,
+} from "./_message.ts";
+import { CHECK_SCRIPT, HEAD_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, scriptSha } from "./_scripts.ts";
+import { type Claim, nextStep, type Position, type Step } from "./_sequence.ts";
+import type { RedisBridgeAdapter } from "./redis_bridge_adapter.ts";
+import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_error.ts";
 
 /** Options of {@linkcode redisBridge}. */
 export interface RedisBridgeOptions {
@@ -74,17 +20,24 @@ export interface RedisBridgeOptions {
    * The command connection: a connected client of npm `redis` (`createClient()`), `ioredis`
    * (`new Redis()`) or Bun's `RedisClient`. The bridge only sends commands on it, and leaves
    * connecting and quitting to you.
+   * @default {undefined}
    */
   client?: object;
   /**
    * A second connection of the same kind, for the subscription (a subscribed Redis connection
    * can run no other command), e.g. `client.duplicate()`.
+   * @default {undefined}
    */
   subscriber?: object;
-  /** Any other client, instead of `client` and `subscriber`. */
+  /**
+   * Any other client, instead of `client` and `subscriber`.
+   * @default {undefined}
+   */
   adapter?: RedisBridgeAdapter;
   /**
-   * Put in front of every key and of the channel, so that several apps share one Redis. On a
+   * Put in front of every key and of the channel, so that several apps share one Redis. Apps
+   * on different databases of one Redis are kept apart whatever their prefixes: the channel
+   * carries the database number (Redis 6.2 and later; pub/sub itself ignores databases). On a
    * Redis Cluster, make it a hash tag (`"{myapp}:"`) so that all keys land on one slot.
    * @default {"flume:"}
    */
@@ -96,8 +49,9 @@ export interface RedisBridgeOptions {
    */
   timeout?: number;
   /**
-   * Gets what has no caller: a malformed message on the channel, events this worker missed,
-   * connection errors (once per outage).
+   * Gets what has no caller: a message on the channel that the bridge did not write or that
+   * Redis does not confirm (skipped), events this worker missed, connection errors (once per
+   * outage).
    * @default {console.error}
    */
   onError?(error: RedisBridgeError): void;
@@ -113,8 +67,8 @@ interface Waiter {
   timeout(): void;
 }
 
+/** The ids the bridge makes: `<epoch>-<seq>`. */
 const ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
-const MAX_ID_LENGTH = 256;
 
 function noop(): void {}
 
@@ -133,6 +87,8 @@ function noop(): void {}
  * @throws {RangeError} `timeout` is not a positive integer.
  *
  * @example Share a broker between workers with npm `redis`
+ *
+ * Not run as a test: it needs a running Redis (the repository's Redis suites run it for real).
  * ```ts ignore
  * import { Broker } from "@flume/sse";
  * import { redisBridge } from "@flume/sse/redis";
@@ -151,7 +107,8 @@ export function redisBridge(options: RedisBridgeOptions): Bridge {
 class RedisBridge implements Bridge {
   readonly #adapter: RedisBridgeAdapter;
   readonly #prefix: string;
-  readonly #channel: string;
+  /** The pub/sub channel: set on open, once the database number is known (see `#subscribe`). */
+  #channel: string;
   readonly #meta: string;
   readonly #timeout: number;
   readonly #onError: (error: RedisBridgeError) => void;
@@ -166,11 +123,16 @@ class RedisBridge implements Bridge {
   #listening: Promise<() => Promise<void>> | undefined;
   /** The HEAD script of the last (re)connect: publishes wait for it. */
   #head: Promise<void> = Promise.resolve();
-  #epoch: string | undefined;
-  #seq = 0;
+  /** Where live delivery is; undefined until the first message. */
+  #position: Position | undefined;
   #generation = 0;
+  /**
+   * Messages that arrived while Redis is asked to confirm an earlier one: they wait, in order,
+   * so that nothing overtakes it. Undefined when no confirmation is under way.
+   */
+  #held: string[] | undefined;
   #waiters: Waiter[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
   #down = false;
   #closed = false;
 
@@ -184,12 +146,14 @@ class RedisBridge implements Bridge {
       }
       this.#adapter = adapterFor(options.client, options.subscriber);
     }
-    const prefix = options.prefix ?? "flume:";
+    const prefix: unknown = options.prefix ?? "flume:";
     if (typeof prefix !== "string") {
-      throw new TypeError("Cannot create Redis bridge: `prefix` must be a string");
+      throw new TypeError(
+        `Cannot create Redis bridge: \`prefix\` must be a string, got \`${typeOf(prefix)}\``,
+      );
     }
     this.#prefix = prefix;
-    this.#channel = `${prefix}events`;
+    this.#channel = channelName(prefix, 0);
     this.#meta = `${prefix}meta`;
     const timeout = options.timeout ?? 5_000;
     if (!Number.isSafeInteger(timeout) || timeout <= 0) {
@@ -206,11 +170,7 @@ class RedisBridge implements Bridge {
   async open(deliver: (event: BridgeEvent) => void, lost?: () => void): Promise<void> {
     this.#deliver = deliver;
     this.#lost = lost ?? noop;
-    this.#listening = this.#adapter.listen(this.#channel, {
-      message: this.#onMessage,
-      connected: this.#onConnected,
-      error: this.#onConnectionError,
-    });
+    this.#listening = this.#subscribe();
     this.#listening.catch(noop);
     await this.#listening;
     // The first checkpoint gives this worker its place in the order even when nothing is
@@ -250,12 +210,9 @@ class RedisBridge implements Bridge {
     };
   }
 
-  async replay(
-    channels: readonly string[],
-    lastEventId: string,
-    _history: number,
-  ): Promise<BridgeReplay> {
+  async replay(channels: readonly string[], lastEventId: string): Promise<BridgeReplay> {
     await this.#ready("replay events");
+    // A client controls the header: an id longer than any the broker takes is not looked up.
     const usable = lastEventId.length <= MAX_ID_LENGTH;
     const ours = usable ? ID.exec(lastEventId) : null;
     const reply = await this.#call(
@@ -288,9 +245,10 @@ class RedisBridge implements Bridge {
     this.#closed = true;
     this.#deliver = noop;
     this.#lost = noop;
+    this.#held = undefined;
     const waiters = this.#waiters;
     this.#waiters = [];
-    clearTimeout(this.#timer);
+    clock.clearTimeout(this.#timer);
     for (const waiter of waiters) waiter.timeout();
     const unlisten = await this.#listening?.catch(noop);
     if (!unlisten) return;
@@ -299,6 +257,34 @@ class RedisBridge implements Bridge {
     } catch (error) {
       this.#report(error);
     }
+  }
+
+  /**
+   * Subscribes to the channel of this bridge's database. Redis pub/sub ignores the database
+   * number, so two apps on one server with one prefix, on db 0 and db 1, would otherwise
+   * read each other's messages as their own.
+   */
+  async #subscribe(): Promise<() => Promise<void>> {
+    this.#channel = channelName(this.#prefix, await this.#database());
+    return this.#adapter.listen(this.#channel, {
+      message: this.#onMessage,
+      connected: this.#onConnected,
+      error: this.#onConnectionError,
+    });
+  }
+
+  /** The database number of the command connection, which is where the keys are. */
+  async #database(): Promise<number> {
+    let info: unknown;
+    try {
+      info = await this.#within(this.#adapter.command(["CLIENT", "INFO"]), "find database");
+    } catch (error) {
+      // Redis before 6.2 has no CLIENT INFO: the channel is then the same for every database.
+      if (/unknown (sub)?command/i.test(messageOf(error))) return 0;
+      throw error;
+    }
+    const db = /(?:^|\s)db=(\d+)/.exec(String(info))?.[1];
+    return db === undefined ? 0 : Number(db);
   }
 
   #replayed(
@@ -311,17 +297,18 @@ class RedisBridge implements Bridge {
     const gaps = new Set<string>();
     for (const n of Array.isArray(gapList) ? gapList : []) {
       // Stream 1 is the broadcasts: a broadcast lost is lost on every channel.
+      const channel = channels[Number(n) - 2];
       if (Number(n) === 1) channels.forEach((c) => gaps.add(c));
-      else if (channels[Number(n) - 2] !== undefined) gaps.add(channels[Number(n) - 2]);
+      else if (channel !== undefined) gaps.add(channel);
     }
     const events: BridgeEvent[] = [];
-    const entries = Array.isArray(flat) ? flat : [];
+    const entries: unknown[] = Array.isArray(flat) ? flat : [];
     for (let i = 0; i + 1 < entries.length; i += 2) {
       const seq = Number(entries[i]);
       const event = decodePayload(String(entries[i + 1]), 0, epoch, seq);
       if (typeof event === "string") {
         this.#report(
-          new RedisBridgeError("malformed", `Cannot replay event ${seq}: ${event}`),
+          new RedisBridgeError(`Cannot replay event ${seq}: ${event}`, { reason: "malformed" }),
         );
         channels.forEach((c) => gaps.add(c));
       } else events.push(event);
@@ -342,24 +329,20 @@ class RedisBridge implements Bridge {
   }
 
   async #ready(action: string): Promise<void> {
-    if (this.#closed) {
-      throw new RedisBridgeError("closed", `Cannot ${action}: the bridge is closed`);
-    }
-    if (!this.#listening) {
-      throw new RedisBridgeError("closed", `Cannot ${action}: the bridge is not open`);
-    }
+    if (this.#closed) throw bridgeError(`Cannot ${action}: the bridge is closed`, "closed");
+    if (!this.#listening) throw bridgeError(`Cannot ${action}: the bridge is not open`, "closed");
     try {
       await this.#listening;
     } catch (error) {
-      throw new RedisBridgeError(
-        "unavailable",
+      throw bridgeError(
         `Cannot ${action}: the subscription failed: ${messageOf(error)}`,
-        { cause: error },
+        "unavailable",
+        error,
       );
     }
     await this.#head;
     if (!this.#adapter.ready()) {
-      throw new RedisBridgeError("unavailable", `Cannot ${action}: Redis is unreachable`);
+      throw bridgeError(`Cannot ${action}: Redis is unreachable`, "unavailable");
     }
   }
 
@@ -383,27 +366,21 @@ class RedisBridge implements Bridge {
       return reply;
     } catch (error) {
       if (error instanceof RedisBridgeError) throw error;
-      throw new RedisBridgeError("unavailable", `Cannot ${action}: ${messageOf(error)}`, {
-        cause: error,
-      });
+      throw bridgeError(`Cannot ${action}: ${messageOf(error)}`, "unavailable", error);
     }
   }
 
   #within<T>(promise: Promise<T>, action: string): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: TimerHandle | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new RedisBridgeError(
-              "timeout",
-              `Cannot ${action}: Redis did not answer within ${this.#timeout} ms`,
-            ),
-          ),
-        this.#timeout,
+      timer = clock.setTimeout(reject, this.#timeout, undefined);
+    }).catch(() => {
+      throw bridgeError(
+        `Cannot ${action}: Redis did not answer within ${this.#timeout} ms`,
+        "timeout",
       );
     });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([promise, timeout]).finally(() => clock.clearTimeout(timer));
   }
 
   /** Runs the HEAD script: a new epoch if Redis changed, and a checkpoint on the channel. */
@@ -418,26 +395,24 @@ class RedisBridge implements Bridge {
   #wait(epoch: string, seq: number, what: "publish" | "replay" | "open"): Promise<void> {
     if (this.#settled(epoch, seq, this.#generation)) return Promise.resolve();
     if (this.#closed) {
-      return Promise.reject(
-        new RedisBridgeError("closed", "Cannot wait for event: the bridge is closed"),
-      );
+      return Promise.reject(bridgeError(`Cannot confirm ${what}: the bridge is closed`, "closed"));
     }
     return new Promise((resolve, reject) => {
       this.#waiters.push({
         epoch,
         seq,
         generation: this.#generation,
-        deadline: Date.now() + this.#timeout,
+        deadline: clock.now() + this.#timeout,
         resolve,
         timeout: () => {
           if (this.#closed) {
-            reject(new RedisBridgeError("closed", `Cannot ${what}: the bridge is closed`));
+            reject(bridgeError(`Cannot confirm ${what}: the bridge is closed`, "closed"));
             return;
           }
           reject(
-            new RedisBridgeError(
-              "timeout",
+            bridgeError(
               `Cannot confirm ${what}: event ${seq} did not come back on the Redis subscription within ${this.#timeout} ms`,
+              "timeout",
             ),
           );
           // The subscription is down or far behind: this worker's clients are missing events.
@@ -449,29 +424,36 @@ class RedisBridge implements Bridge {
   }
 
   #settled(epoch: string, seq: number, generation: number): boolean {
-    return (this.#epoch === epoch && this.#seq >= seq) ||
-      (this.#epoch !== epoch && generation < this.#generation);
+    const position = this.#position;
+    if (position === undefined) return false;
+    return (position.epoch === epoch && position.seq >= seq) ||
+      (position.epoch !== epoch && generation < this.#generation);
   }
 
   /** One timer for the oldest waiter: waiters come in order, so deadlines do too. */
   #arm(): void {
-    clearTimeout(this.#timer);
+    clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
     const first = this.#waiters[0];
     if (!first) return;
-    this.#timer = setTimeout(() => {
-      const now = Date.now();
-      while (this.#waiters.length > 0 && this.#waiters[0].deadline <= now) {
-        this.#waiters.shift()!.timeout();
-      }
-      this.#arm();
-    }, Math.max(0, first.deadline - Date.now()));
+    this.#timer = clock.setTimeout(this.#expire, Math.max(0, first.deadline - clock.now()), this);
   }
+
+  #expire = (): void => {
+    const now = clock.now();
+    while (true) {
+      const first = this.#waiters[0];
+      if (first === undefined || first.deadline > now) break;
+      this.#waiters.shift();
+      first.timeout();
+    }
+    this.#arm();
+  };
 
   #settle(): void {
     const waiters = this.#waiters;
     let n = 0;
-    while (n < waiters.length) {
-      const waiter = waiters[n];
+    for (const waiter of waiters) {
       if (!this.#settled(waiter.epoch, waiter.seq, waiter.generation)) break;
       waiter.resolve();
       n++;
@@ -481,47 +463,110 @@ class RedisBridge implements Bridge {
     this.#arm();
   }
 
+  // ---- Live delivery: decode, decide, (confirm,) act ----
+
   #onMessage = (text: string): void => {
     if (this.#closed) return;
-    const message = decodeMessage(text);
-    if (typeof message === "string") {
-      this.#report(
-        new RedisBridgeError(
-          "malformed",
-          `Cannot deliver message from \`${this.#channel}\`: ${message}: ${
-            JSON.stringify(String(text).slice(0, 80))
-          }`,
-        ),
-      );
-      return;
+    if (this.#held !== undefined) this.#held.push(text);
+    else this.#take(text);
+  };
+
+  /** Takes one message in order: the sequence decision says what it is. */
+  #take(text: string): void {
+    const message = this.#decode(text);
+    if (message === undefined) return;
+    const claim = claimOf(message);
+    const step = nextStep(this.#position, claim);
+    switch (step.action) {
+      case "deliver":
+      case "checkpoint":
+        this.#advance(message);
+        return;
+      case "duplicate":
+        this.#refuse(text, `event ${claim.seq} was delivered already`);
+        return;
+      case "foreign":
+        this.#refuse(text, `its epoch is not \`${this.#position?.epoch}\``);
+        return;
+      default:
+        this.#confirm(text, message, step);
     }
-    const { epoch } = message;
-    const seq = message.kind === "head" ? message.seq : message.event.seq;
-    if (this.#epoch !== undefined) {
-      let wrong: string | undefined;
-      if (epoch !== this.#epoch) {
-        // A new epoch always comes with a checkpoint first (see the scripts).
-        if (message.kind === "event") wrong = `its epoch is not \`${this.#epoch}\``;
-        else this.#missed(`Redis started epoch \`${epoch}\` (it lost its data or restarted)`);
-      } else if (message.kind === "event" && seq <= this.#seq) {
-        wrong = `event ${this.#seq} was delivered already`;
-      } else if (seq < this.#seq) {
-        this.#missed(`Redis went back from event ${this.#seq} to ${seq}`);
-      } else if (message.kind === "event" ? seq > this.#seq + 1 : seq !== this.#seq) {
-        this.#missed(`events ${this.#seq + 1} to ${seq} did not arrive`);
-      }
-      if (wrong !== undefined) {
-        this.#report(
-          new RedisBridgeError("malformed", `Cannot deliver event ${seq}: ${wrong}`),
-        );
+  }
+
+  /** Decodes a message, reporting and skipping what the bridge did not write. */
+  #decode(text: string): Message | undefined {
+    const message = decodeMessage(text);
+    if (typeof message !== "string") return message;
+    this.#refuse(text, message);
+    return undefined;
+  }
+
+  /**
+   * A message that says this worker missed events is a claim anyone who can publish on the
+   * channel can make: acting on a false one would end every stream and then drop every real
+   * event as delivered already. Redis (the epoch key and the stream) has the last word; later
+   * messages wait meanwhile so that none overtakes it.
+   */
+  #confirm(text: string, message: Message, step: Step): void {
+    this.#held = [];
+    this.#disproof(text, message, step).then(
+      (disproof) => {
+        if (this.#closed) return;
+        if (disproof !== undefined) this.#refuse(text, disproof);
+        else {
+          this.#missed(lossOf(step, message, this.#position));
+          this.#advance(message);
+        }
+      },
+      (error: unknown) => {
+        // Unconfirmed is refused: after an outage the next checkpoint asks again.
+        this.#refuse(text, `Redis could not confirm it: ${messageOf(error)}`);
+      },
+    ).finally(this.#release);
+  }
+
+  /** Why Redis contradicts a message's claim, or undefined when it confirms it. */
+  async #disproof(text: string, message: Message, step: Step): Promise<string | undefined> {
+    const claim = claimOf(message);
+    const event = message.kind === "event" ? message.event : undefined;
+    const reply = await this.#call(
+      "confirm message",
+      CHECK_SCRIPT,
+      [this.#meta, this.#streamKey(event ? event.channel : null)],
+      [claim.epoch, String(claim.seq), event ? payloadOf(text) : ""],
+    );
+    const [epoch, seq, stored] = Array.isArray(reply) ? reply : [];
+    const head = Number(seq);
+    if (epoch !== claim.epoch) return `Redis is at epoch \`${String(epoch)}\``;
+    if (step.action === "rewind") {
+      const at = this.#position?.seq ?? 0;
+      return head < at ? undefined : `Redis is at event ${head}, not behind ${at}`;
+    }
+    if (head < claim.seq) return `Redis is at event ${head}`;
+    if (Number(stored) === -1) return `Redis holds another event ${claim.seq}`;
+    return undefined;
+  }
+
+  /** Takes the messages held during a confirmation, until one needs confirming in turn. */
+  #release = (): void => {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    while (held.length > 0 && !this.#closed) {
+      this.#take(held.shift()!);
+      // `#take` may have started another confirmation (TypeScript cannot see it).
+      const again = this.#held as string[] | undefined;
+      if (again !== undefined) {
+        again.push(...held);
         return;
       }
     }
-    if (epoch !== this.#epoch) {
-      this.#epoch = epoch;
-      this.#generation++;
-    }
-    this.#seq = seq;
+  };
+
+  /** Moves live delivery to the message's place, delivers it if it is an event. */
+  #advance(message: Message): void {
+    const claim = claimOf(message);
+    if (claim.epoch !== this.#position?.epoch) this.#generation++;
+    this.#position = { epoch: claim.epoch, seq: claim.seq };
     if (message.kind === "event") {
       try {
         this.#deliver(message.event);
@@ -530,7 +575,19 @@ class RedisBridge implements Bridge {
       }
     }
     this.#settle();
-  };
+  }
+
+  /** Reports a message that is skipped: it neither moves the position nor is delivered. */
+  #refuse(text: string, why: string): void {
+    this.#report(
+      bridgeError(
+        `Cannot deliver message from \`${this.#channel}\`: ${why}, got \`${
+          String(text).slice(0, 80)
+        }\``,
+        "malformed",
+      ),
+    );
+  }
 
   #onConnected = (): void => {
     if (this.#closed) return;
@@ -546,17 +603,19 @@ class RedisBridge implements Bridge {
     if (this.#closed || this.#down) return;
     this.#down = true;
     this.#report(
-      new RedisBridgeError("unavailable", `Redis connection failed: ${messageOf(error)}`, {
-        cause: error,
-      }),
+      bridgeError(
+        `Cannot reach Redis: the connection failed: ${messageOf(error)}`,
+        "unavailable",
+        error,
+      ),
     );
   };
 
   #missed(why: string): void {
     this.#report(
-      new RedisBridgeError(
-        "lost",
+      bridgeError(
         `Cannot deliver every event: ${why}; this worker's clients are disconnected to resume from their Last-Event-ID`,
+        "lost",
       ),
     );
     try {
@@ -571,7 +630,7 @@ class RedisBridge implements Bridge {
       this.#onError(
         error instanceof RedisBridgeError
           ? error
-          : new RedisBridgeError("unavailable", messageOf(error), { cause: error }),
+          : bridgeError(`Cannot run Redis bridge: ${messageOf(error)}`, "unavailable", error),
       );
     } catch {
       // A throwing onError must not break delivery.
@@ -579,13 +638,46 @@ class RedisBridge implements Bridge {
   };
 }
 
+/** The pub/sub channel of a prefix and database; db 0 keeps the name it always had. */
+function channelName(prefix: string, db: number): string {
+  return db === 0 ? `${prefix}events` : `${prefix}events@${db}`;
+}
+
+function claimOf(message: Message): Claim {
+  return message.kind === "head"
+    ? { kind: "head", epoch: message.epoch, seq: message.seq }
+    : { kind: "event", epoch: message.epoch, seq: message.event.seq };
+}
+
+/** What a confirmed hole, rewind or new epoch means, for the report. */
+function lossOf(step: Step, message: Message, position: Position | undefined): string {
+  if (step.action === "hole") return `events ${step.first} to ${step.last} did not arrive`;
+  if (step.action === "rewind") {
+    return `Redis went back from event ${position?.seq} to ${claimOf(message).seq}`;
+  }
+  return `Redis started epoch \`${message.epoch}\` (it lost its data or restarted)`;
+}
+
+function bridgeError(
+  message: string,
+  reason: RedisBridgeErrorReason,
+  cause?: unknown,
+): RedisBridgeError {
+  return new RedisBridgeError(
+    message,
+    cause === undefined ? { reason } : { reason, cause },
+  );
+}
+
 function parseHead(reply: unknown, action: string): [string, number] {
   const [epoch, seq] = Array.isArray(reply) ? reply : [];
   const n = Number(seq);
   if (typeof epoch !== "string" || !Number.isSafeInteger(n) || n < 0) {
-    throw new RedisBridgeError(
+    throw bridgeError(
+      `Cannot ${action}: Redis answered an unexpected reply, got \`${
+        JSON.stringify(reply)?.slice(0, 80)
+      }\``,
       "unavailable",
-      `Cannot ${action}: unexpected reply from Redis: ${JSON.stringify(reply)?.slice(0, 80)}`,
     );
   }
   return [epoch, n];
@@ -593,4 +685,8 @@ function parseHead(reply: unknown, action: string): [string, number] {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function typeOf(value: unknown): string {
+  return value === null ? "null" : typeof value;
 }

@@ -5,11 +5,24 @@
  * - `"timeout"`: Redis did not answer, or the event did not come back on the subscription, in
  *   time. The event may have reached other workers.
  * - `"closed"`: the bridge (its broker) is closed.
- * - `"malformed"`: a message on the bridge's Redis channel that it did not write; skipped.
+ * - `"malformed"`: a message on the bridge's Redis channel that it did not write, or that Redis
+ *   does not confirm (a forged sequence jump or epoch); skipped, never delivered.
  * - `"lost"`: this worker missed events (its subscription dropped, or Redis lost its data);
  *   its clients were disconnected so that they resume from their `Last-Event-ID`.
  */
 export type RedisBridgeErrorReason = "unavailable" | "timeout" | "closed" | "malformed" | "lost";
+
+/** Options of {@linkcode RedisBridgeError}. */
+export interface RedisBridgeErrorOptions extends ErrorOptions {
+  /** What went wrong, for callers that branch on it. */
+  reason: RedisBridgeErrorReason;
+  /**
+   * The underlying error (the Redis client's), if any.
+   *
+   * @default {undefined}
+   */
+  cause?: unknown;
+}
 
 /**
  * A failure of the Redis bridge: what `publish()` rejects with when Redis is unreachable, and
@@ -17,6 +30,7 @@ export type RedisBridgeErrorReason = "unavailable" | "timeout" | "closed" | "mal
  *
  * @example Tell an outage apart from a bad event
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RedisBridgeError } from "@flume/sse/redis";
  *
  * async function publishOrQueue(publish: () => Promise<void>): Promise<boolean> {
@@ -28,21 +42,29 @@ export type RedisBridgeErrorReason = "unavailable" | "timeout" | "closed" | "mal
  *     throw error;
  *   }
  * }
+ *
+ * const down = new RedisBridgeError("Cannot publish event: Redis is unreachable", {
+ *   reason: "unavailable",
+ * });
+ * assert.equal(await publishOrQueue(() => Promise.reject(down)), false);
+ * assert.equal(await publishOrQueue(() => Promise.resolve()), true);
+ * assert.equal(down.name, "RedisBridgeError");
  * ```
  */
 export class RedisBridgeError extends Error {
+  /** Always `"RedisBridgeError"`. */
+  override name: string = "RedisBridgeError";
   /** What went wrong, for callers that branch on it. */
   readonly reason: RedisBridgeErrorReason;
 
   /**
    * Creates the error.
-   * @param reason What went wrong.
-   * @param message The message.
-   * @param options The underlying error, if any.
+   * @param message What failed and why.
+   * @param options The reason, and the underlying error if any.
    */
-  constructor(reason: RedisBridgeErrorReason, message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options: RedisBridgeErrorOptions) {
+    // Error takes `cause` from the options only when it is there: no `cause: undefined`.
     super(message, options);
-    this.name = "RedisBridgeError";
-    this.reason = reason;
+    this.reason = options.reason;
   }
 }

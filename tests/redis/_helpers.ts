@@ -26,7 +26,10 @@ export interface Connections {
   close(): Promise<void>;
 }
 
-/** Connects a command connection and a subscriber connection of `kind` to `url`. */
+/**
+ * Connects a command connection and a subscriber connection of `kind` to `url`
+ * (`redis://127.0.0.1:PORT` or `redis://127.0.0.1:PORT/DB`).
+ */
 export async function connect(kind: ClientKind, url: string): Promise<Connections> {
   if (kind === "node-redis") {
     const options = {
@@ -50,16 +53,19 @@ export async function connect(kind: ClientKind, url: string): Promise<Connection
     };
   }
   if (kind === "ioredis") {
-    const port = Number(new URL(url).port);
-    const options = { retryStrategy: (times: number) => Math.min(50 + times * 50, 300) };
-    const client = new Redis(port, "127.0.0.1", options);
-    const subscriber = new Redis(port, "127.0.0.1", options);
+    const { port, pathname } = new URL(url);
+    const options = {
+      db: Number(pathname.slice(1) || 0),
+      retryStrategy: (times: number) => Math.min(50 + times * 50, 300),
+    };
+    const client = new Redis(Number(port), "127.0.0.1", options);
+    const subscriber = new Redis(Number(port), "127.0.0.1", options);
     for (const c of [client, subscriber]) c.on("error", () => {});
     await Promise.all([client.ping(), subscriber.ping()]);
     return {
       client,
       subscriber,
-      command: ([name, ...args]) => client.call(name, ...args),
+      command: ([name, ...args]) => client.call(name!, ...args),
       close: () => {
         client.disconnect();
         subscriber.disconnect();

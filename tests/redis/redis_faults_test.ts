@@ -5,6 +5,7 @@ import { Broker } from "../../mod.ts";
 import { redisBridge, type RedisBridgeAdapter, RedisBridgeError } from "../../src/redis/mod.ts";
 import { adapterFor } from "../../src/redis/_adapters.ts";
 import { delay, waitFor } from "../_helpers.ts";
+import { VirtualClock } from "../_clock.ts";
 import { type RedisServer, startRedis } from "./_redis_server.ts";
 import { clientKinds, collectEvents, connect, dataOf } from "./_helpers.ts";
 
@@ -63,12 +64,12 @@ for (const kind of clientKinds) {
             }),
           })
         );
-        const [a, b] = brokers;
+        const [a, b] = brokers as [Broker, Broker];
         try {
           const readers = brokers.map((broker) => collectEvents(broker.subscribe("live")));
           await a.publish("live", "before");
           await waitFor(() => readers.every((r) => r.events.length === 1), 2_000, "first event");
-          const lastEventId = readers[1].events[0].lastEventId;
+          const lastEventId = readers[1]!.events[0]!.lastEventId;
           const listeners = listenerCounts(
             kind,
             ...connections.flatMap((c) => [c.client, c.subscriber]),
@@ -85,7 +86,7 @@ for (const kind of clientKinds) {
           // A replay during the outage cannot be answered: the client gets the gap signal.
           const blind = collectEvents(b.subscribe("live", { lastEventId }));
           await waitFor(() => blind.events.length === 1, 3_000, "the gap signal");
-          assert.equal(blind.events[0].type, "stream-reset");
+          assert.equal(blind.events[0]!.type, "stream-reset");
           await blind.cancel();
 
           await redis.restart();
@@ -97,7 +98,7 @@ for (const kind of clientKinds) {
           assert.ok(errors.some((e) => e.reason === "lost"), errors.map(String).join("\n"));
           const back = collectEvents(b.subscribe("live", { lastEventId }));
           await waitFor(() => back.events.length >= 1, 3_000, "the gap signal after restart");
-          assert.equal(back.events[0].type, "stream-reset");
+          assert.equal(back.events[0]!.type, "stream-reset");
           const fresh = collectEvents(a.subscribe("live"));
           await b.publish("live", "later");
           await waitFor(() => back.events.length >= 2 && fresh.events.length >= 1, 3_000, "later");
@@ -127,7 +128,7 @@ describe("redisBridge when its subscription misses a message", () => {
     const connections = [await connect("ioredis", redis.url), await connect("ioredis", redis.url)];
     // The second worker's subscription drops one message, as a dropped connection would.
     let drop = 0;
-    const real = adapterFor(connections[1].client, connections[1].subscriber);
+    const real = adapterFor(connections[1]!.client, connections[1]!.subscriber);
     const lossy: RedisBridgeAdapter = {
       ...real,
       listen: (channel, listener) =>
@@ -141,7 +142,7 @@ describe("redisBridge when its subscription misses a message", () => {
     };
     const errors: RedisBridgeError[] = [];
     const options = { history: 20, heartbeat: null, writeTimeout: null };
-    const a = new Broker({ ...options, bridge: redisBridge({ ...connections[0], prefix }) });
+    const a = new Broker({ ...options, bridge: redisBridge({ ...connections[0]!, prefix }) });
     const b = new Broker({
       ...options,
       bridge: redisBridge({ adapter: lossy, prefix, onError: (e) => errors.push(e) }),
@@ -157,7 +158,7 @@ describe("redisBridge when its subscription misses a message", () => {
       assert.deepEqual(dataOf(reader.events), ["n1"]);
       assert.equal(errors[0]?.reason, "lost");
       const resumed = collectEvents(
-        b.subscribe("n", { lastEventId: reader.events[0].lastEventId }),
+        b.subscribe("n", { lastEventId: reader.events[0]!.lastEventId }),
       );
       await waitFor(() => resumed.events.length >= 2, 2_000, "the replay");
       await delay(50);
@@ -167,6 +168,62 @@ describe("redisBridge when its subscription misses a message", () => {
       await a.close();
       await b.close();
       for (const c of connections) await c.close();
+    }
+  });
+});
+
+describe("redisBridge timing, on the package clock", () => {
+  it("rejects a publish whose event never comes back exactly `timeout` ms after Redis answered", async () => {
+    const connections = await connect("ioredis", redis.url);
+    const real = adapterFor(connections.client, connections.subscriber);
+    let dropping = false;
+    let replies = 0;
+    const deaf: RedisBridgeAdapter = {
+      ...real,
+      command: (args) => real.command(args).finally(() => replies++),
+      listen: (channel, listener) =>
+        real.listen(channel, {
+          ...listener,
+          message: (text) => {
+            if (!dropping || text.endsWith(" head")) listener.message(text);
+          },
+        }),
+    };
+    const errors: RedisBridgeError[] = [];
+    const broker = new Broker({
+      heartbeat: null,
+      writeTimeout: null,
+      bridge: redisBridge({
+        adapter: deaf,
+        prefix: `h${Math.random().toString(36).slice(2, 8)}:`,
+        timeout: 1_000,
+        onError: (e) => errors.push(e),
+      }),
+    });
+    await broker.publish("warm", "up");
+    const clock = new VirtualClock().install();
+    try {
+      dropping = true;
+      const before = replies;
+      let settled: unknown;
+      broker.publish("t", "lost").then(() => settled = "resolved", (e) => settled = e);
+      // Read through a call: TypeScript cannot see the callbacks assign it between the asserts.
+      const outcomeNow = (): unknown => settled;
+      await waitFor(() => replies > before && clock.pending === 1, 5_000, "the script's reply");
+      assert.deepEqual(clock.dueTimes, [1_000], "one timer, due `timeout` ms later");
+      await clock.advance(999);
+      assert.equal(outcomeNow(), undefined);
+      await clock.advance(1);
+      const outcome = outcomeNow();
+      assert.ok(outcome instanceof RedisBridgeError, String(outcome));
+      assert.equal(outcome.reason, "timeout");
+      assert.match(outcome.message, /^Cannot confirm publish: event \d+ did not come back/);
+      assert.deepEqual(errors.map((e) => e.reason), ["lost"]);
+      assert.equal(clock.pending, 0, "no timer left");
+    } finally {
+      clock.uninstall();
+      await broker.close();
+      await connections.close();
     }
   });
 });

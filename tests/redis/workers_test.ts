@@ -25,7 +25,7 @@ function startWorker(
   command: string[],
   args: string[],
 ): Promise<WorkerProcess> {
-  const child = spawn(command[0], [...command.slice(1), script, ...args], {
+  const child = spawn(command[0]!, [...command.slice(1), script, ...args], {
     cwd: root,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, NO_COLOR: "1" },
@@ -177,7 +177,7 @@ describe("three worker processes (two Deno, one Bun) sharing a broker over Redis
     }));
     await waitFor(() => room.every((c) => c.data.length >= 30), 5_000, "30 events everywhere");
     await delay(100);
-    const first = room[0].data;
+    const first = room[0]!.data;
     assert.deepEqual([...first].sort(), [...expected].sort(), "each event exactly once");
     for (const client of room) assert.deepEqual(client.data, first, "the same order everywhere");
     for (let w = 0; w < 3; w++) {
@@ -190,23 +190,23 @@ describe("three worker processes (two Deno, one Bun) sharing a broker over Redis
   it("replay exactly what a client missed when it reconnects to another worker", {
     timeout: 20_000,
   }, async () => {
-    const away = new Client(workers[0].origin, "room,side");
+    const away = new Client(workers[0]!.origin, "room,side");
     await waitFor(() => away.connected, 5_000, "connect");
-    assert.equal((await publish(workers[1], "side", "s0")).status, 204);
+    assert.equal((await publish(workers[1]!, "side", "s0")).status, 204);
     await waitFor(() => away.data.length === 1, 3_000, "s0");
     await away.close();
     const missed = ["r1", "s1", "r2", "s2"];
     for (const [i, data] of missed.entries()) {
       assert.equal(
-        (await publish(workers[i % 3], data[0] === "r" ? "room" : "side", data)).status,
+        (await publish(workers[i % 3]!, data[0] === "r" ? "room" : "side", data)).status,
         204,
       );
     }
-    const back = new Client(workers[2].origin, "room,side", away.lastEventId);
+    const back = new Client(workers[2]!.origin, "room,side", away.lastEventId);
     clients.push(back);
     roomClients.push(back);
     await waitFor(() => back.data.length >= 4, 3_000, "the replay");
-    assert.equal((await publish(workers[0], "room", "r3")).status, 204);
+    assert.equal((await publish(workers[0]!, "room", "r3")).status, 204);
     await waitFor(() => back.data.length >= 5, 3_000, "a live event");
     await delay(100);
     assert.deepEqual(back.data, [...missed, "r3"]);
@@ -254,7 +254,7 @@ describe("three worker processes (two Deno, one Bun) sharing a broker over Redis
     for (const [w, worker] of workers.entries()) {
       assert.equal((await publish(worker, "room", `after-${w}`)).status, 204);
     }
-    await waitFor(() => room.every((c, i) => c.data.length >= before[i] + 3), 5_000, "after");
+    await waitFor(() => room.every((c, i) => c.data.length >= before[i]! + 3), 5_000, "after");
     await delay(100);
     for (const [i, client] of room.entries()) {
       assert.deepEqual(client.data.slice(before[i]), ["after-0", "after-1", "after-2"]);

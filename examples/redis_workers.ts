@@ -21,7 +21,7 @@ const workerIndex = process.argv.indexOf("--worker");
 if (workerIndex < 0) {
   // The parent: start the workers as copies of this script, stop them on Ctrl-C.
   const count = Number(process.env.WORKERS ?? 3);
-  const script = process.argv[1];
+  const script = process.argv[1]!;
   const runtimeArgs = "Bun" in globalThis ? [] : ["run", "-A"];
   const children = Array.from(
     { length: count },

@@ -1,3 +1,9 @@
+/** Options of {@linkcode ConnectError}. */
+export interface ConnectErrorOptions extends ErrorOptions {
+  /** The response that was refused; its body should already be cancelled. */
+  response: Response;
+}
+
 /**
  * The server answered in a way that ends the connection for good: a status outside 200–299, or
  * a content type other than `text/event-stream`. {@linkcode connect} does not reconnect after it.
@@ -8,19 +14,24 @@
  * @example Tell an expired session from other failures
  * ```ts
  * import { connect, ConnectError } from "@flume/sse/client";
+ * import assert from "node:assert/strict";
  *
- * const fetch404 = () => Promise.resolve(new Response("gone", { status: 401 }));
+ * const fetch401 = () => Promise.resolve(new Response("log in", { status: 401 }));
+ * let caught: unknown;
  * try {
- *   for await (const event of connect("https://example.com/events", { fetch: fetch404 })) {
- *     console.log(event.data);
- *   }
+ *   for await (const _ of connect("https://example.com/events", { fetch: fetch401 })) break;
  * } catch (error) {
- *   if (error instanceof ConnectError && error.status === 401) console.log("log in again");
- *   else throw error;
+ *   caught = error;
  * }
+ * assert.ok(caught instanceof ConnectError);
+ * assert.equal(caught.status, 401);
+ * assert.equal(caught.name, "ConnectError");
+ * assert.equal(caught.message, "Cannot connect to event stream: status must be 2xx, got `401`");
  * ```
  */
 export class ConnectError extends Error {
+  /** Always `"ConnectError"`. */
+  override name: string = "ConnectError";
   /** The HTTP status of the response (200 when only the content type was wrong). */
   readonly status: number;
   /** The response, with its body cancelled. */
@@ -28,14 +39,12 @@ export class ConnectError extends Error {
 
   /**
    * Creates the error.
-   * @param response The response that was refused.
-   * @param message What was wrong with it.
-   * @param options The underlying cause, if any.
+   * @param message What was wrong with the response.
+   * @param options The refused response, and the underlying cause, if any.
    */
-  constructor(response: Response, message: string, options?: ErrorOptions) {
+  constructor(message: string, options: ConnectErrorOptions) {
     super(message, options);
-    this.name = "ConnectError";
-    this.status = response.status;
-    this.response = response;
+    this.response = options.response;
+    this.status = options.response.status;
   }
 }

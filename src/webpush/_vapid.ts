@@ -1,6 +1,7 @@
 // VAPID (RFC 8292): the key pair, the ES256 JWT and the per-audience token cache.
 
 import { decodeBase64Url, encodeBase64Url, encodeBase64UrlText } from "./_base64url.ts";
+import { shown, typeOf } from "./_describe.ts";
 import { isP256Point, isP256Scalar } from "./_p256.ts";
 
 /** [RFC 8292 §2] a push service may refuse `exp` more than 24 hours ahead. */
@@ -31,40 +32,61 @@ export function checkVapid(
 ): { publicKey: Uint8Array<ArrayBuffer>; privateKey: Uint8Array<ArrayBuffer> } {
   const prefix = "Cannot create WebPushDispatcher";
   if (typeof vapid?.publicKey !== "string") {
-    throw new TypeError(`${prefix}: \`vapid.publicKey\` is not a string`);
+    throw new TypeError(
+      `${prefix}: \`vapid.publicKey\` must be a string, got \`${typeOf(vapid?.publicKey)}\``,
+    );
   }
   if (typeof vapid.privateKey !== "string") {
-    throw new TypeError(`${prefix}: \`vapid.privateKey\` is not a string`);
+    throw new TypeError(
+      `${prefix}: \`vapid.privateKey\` must be a string, got \`${typeOf(vapid.privateKey)}\``,
+    );
   }
   const publicKey = decodeBase64Url(vapid.publicKey);
   if (publicKey === undefined) {
-    throw new TypeError(`${prefix}: \`vapid.publicKey\` is not base64url`);
-  }
-  if (publicKey.length !== 65 || !isP256Point(publicKey)) {
     throw new TypeError(
-      `${prefix}: \`vapid.publicKey\` is not a 65-byte uncompressed P-256 point (it is ${publicKey.length} bytes)`,
+      `${prefix}: \`vapid.publicKey\` must be base64url, got \`${shown(vapid.publicKey)}\``,
     );
   }
+  if (publicKey.length !== 65) {
+    throw new TypeError(
+      `${prefix}: \`vapid.publicKey\` must be 65 bytes (an uncompressed P-256 point), got ${publicKey.length} bytes`,
+    );
+  }
+  if (!isP256Point(publicKey)) {
+    throw new TypeError(
+      `${prefix}: \`vapid.publicKey\` must be a point on the P-256 curve, got \`${
+        shown(vapid.publicKey)
+      }\``,
+    );
+  }
+  // The private key's value is a secret: its messages never show it.
   const privateKey = decodeBase64Url(vapid.privateKey);
   if (privateKey === undefined) {
-    throw new TypeError(`${prefix}: \`vapid.privateKey\` is not base64url`);
+    throw new TypeError(`${prefix}: \`vapid.privateKey\` must be base64url`);
+  }
+  if (privateKey.length !== 32) {
+    throw new TypeError(
+      `${prefix}: \`vapid.privateKey\` must be 32 bytes (a P-256 private key), got ${privateKey.length} bytes`,
+    );
   }
   if (!isP256Scalar(privateKey)) {
     throw new TypeError(
-      `${prefix}: \`vapid.privateKey\` is not a 32-byte P-256 private key (it is ${privateKey.length} bytes)`,
+      `${prefix}: \`vapid.privateKey\` must be a P-256 private key, from 1 to the curve order less 1`,
     );
   }
   checkSubject(vapid.subject);
   if (!Number.isInteger(expiration) || expiration < 1) {
     throw new RangeError(
-      `${prefix}: \`vapidExpiration\` is ${expiration}, not a positive whole number of seconds`,
+      `${prefix}: \`vapidExpiration\` must be a positive integer of seconds, got \`${
+        String(expiration)
+      }\``,
     );
   }
   if (expiration > MAX_EXPIRATION - CLOCK_SKEW) {
     throw new RangeError(
-      `${prefix}: \`vapidExpiration\` is ${expiration} seconds, more than the ${
+      `${prefix}: \`vapidExpiration\` must be at most ${
         MAX_EXPIRATION - CLOCK_SKEW
-      } allowed (24 hours less ${CLOCK_SKEW} seconds of clock skew)`,
+      } seconds (24 hours less ${CLOCK_SKEW} seconds of clock skew), got \`${expiration}\``,
     );
   }
   return { publicKey, privateKey };
@@ -74,7 +96,9 @@ function checkSubject(subject: unknown): void {
   // [RFC 8292 §2.1] `sub` is a mailto: or https: URI the push service can reach the sender at
   const prefix = "Cannot create WebPushDispatcher";
   if (typeof subject !== "string") {
-    throw new TypeError(`${prefix}: \`vapid.subject\` is not a string`);
+    throw new TypeError(
+      `${prefix}: \`vapid.subject\` must be a string, got \`${typeOf(subject)}\``,
+    );
   }
   const url = URL.canParse(subject) ? new URL(subject) : undefined;
   const valid = url !== undefined &&
@@ -82,7 +106,7 @@ function checkSubject(subject: unknown): void {
       (url.protocol === "https:" && url.hostname !== ""));
   if (!valid) {
     throw new TypeError(
-      `${prefix}: \`vapid.subject\` is not a mailto: or https: URL: \`${subject}\``,
+      `${prefix}: \`vapid.subject\` must be a mailto: or https: URL, got \`${shown(subject)}\``,
     );
   }
 }

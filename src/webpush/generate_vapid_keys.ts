@@ -16,9 +16,13 @@ export interface VapidKeys {
  *
  * @example Generate and print a key pair
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateVapidKeys } from "@flume/sse/webpush";
  *
  * const { publicKey, privateKey } = await generateVapidKeys();
+ * // base64url without padding: a 65-byte public point and a 32-byte private scalar
+ * assert.match(publicKey, /^[A-Za-z0-9_-]{87}$/);
+ * assert.match(privateKey, /^[A-Za-z0-9_-]{43}$/);
  * console.log(`VAPID_PUBLIC_KEY=${publicKey}\nVAPID_PRIVATE_KEY=${privateKey}`);
  * ```
  */

@@ -1,4 +1,5 @@
 import { decodeBase64Url } from "./_base64url.ts";
+import { shown, typeOf } from "./_describe.ts";
 import { isP256Point } from "./_p256.ts";
 
 /**
@@ -40,9 +41,12 @@ function fail(detail: string): never {
 
 function parseKey(keys: Record<string, unknown>, name: "p256dh" | "auth"): Uint8Array {
   const text = keys[name];
-  if (typeof text !== "string") fail(`\`keys.${name}\` is not a string`);
+  if (typeof text !== "string") fail(`\`keys.${name}\` must be a string, got \`${typeOf(text)}\``);
   const bytes = decodeBase64Url(text);
-  if (bytes === undefined) fail(`\`keys.${name}\` is not base64url`);
+  if (bytes === undefined) {
+    // `auth` is the subscription's secret: its messages never show it.
+    fail(`\`keys.${name}\` must be base64url${name === "auth" ? "" : `, got \`${shown(text)}\``}`);
+  }
   return bytes;
 }
 
@@ -61,9 +65,10 @@ function parseKey(keys: Record<string, unknown>, name: "p256dh" | "auth"): Uint8
  *
  * @example Accept a subscription from the browser
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parsePushSubscription } from "@flume/sse/webpush";
  *
- * export async function subscribe(request: Request): Promise<Response> {
+ * async function subscribe(request: Request): Promise<Response> {
  *   try {
  *     const subscription = parsePushSubscription(await request.json());
  *     console.log("store", subscription.endpoint);
@@ -72,6 +77,18 @@ function parseKey(keys: Record<string, unknown>, name: "p256dh" | "auth"): Uint8
  *     return new Response(String(error), { status: 400 });
  *   }
  * }
+ *
+ * const post = (body: unknown) =>
+ *   subscribe(new Request("https://app.example/subscribe", {
+ *     method: "POST",
+ *     body: JSON.stringify(body),
+ *   }));
+ * const bad = await post({ endpoint: "http://push.example.net/1", keys: {} });
+ * assert.equal(bad.status, 400);
+ * assert.equal(
+ *   await bad.text(),
+ *   "TypeError: Cannot parse push subscription: `endpoint` must be an https: URL, got `http://push.example.net/1`",
+ * );
  * ```
  */
 export function parsePushSubscription(
@@ -79,35 +96,48 @@ export function parsePushSubscription(
   options: ParsePushSubscriptionOptions = {},
 ): PushSubscriptionJSON {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    fail("value is not an object");
+    fail(`the subscription must be an object, got \`${typeOf(value)}\``);
   }
   const { endpoint, expirationTime, keys } = value as Record<string, unknown>;
 
-  if (typeof endpoint !== "string") fail("`endpoint` is not a string");
-  if (!URL.canParse(endpoint)) fail(`\`endpoint\` is not a URL: \`${endpoint}\``);
+  if (typeof endpoint !== "string") {
+    fail(`\`endpoint\` must be a string, got \`${typeOf(endpoint)}\``);
+  }
+  if (!URL.canParse(endpoint)) fail(`\`endpoint\` must be a URL, got \`${shown(endpoint)}\``);
   const url = new URL(endpoint);
   const loopback = url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname) &&
     options.allowInsecureLoopback === true;
   if (url.protocol !== "https:" && !loopback) {
-    fail(`\`endpoint\` is not an https: URL: \`${endpoint}\``);
+    fail(`\`endpoint\` must be an https: URL, got \`${shown(endpoint)}\``);
   }
 
   if (
     expirationTime !== undefined && expirationTime !== null &&
     !(typeof expirationTime === "number" && Number.isFinite(expirationTime))
   ) {
-    fail("`expirationTime` is neither a number nor null");
+    const got = typeof expirationTime === "number"
+      ? String(expirationTime)
+      : typeOf(expirationTime);
+    fail(`\`expirationTime\` must be a finite number or null, got \`${got}\``);
   }
 
-  if (typeof keys !== "object" || keys === null) fail("`keys` is not an object");
+  if (typeof keys !== "object" || keys === null || Array.isArray(keys)) {
+    fail(`\`keys\` must be an object, got \`${typeOf(keys)}\``);
+  }
   const record = keys as Record<string, unknown>;
   const p256dh = parseKey(record, "p256dh");
   const auth = parseKey(record, "auth");
   if (p256dh.length !== 65) {
-    fail(`\`keys.p256dh\` is ${p256dh.length} bytes, not a 65-byte uncompressed P-256 point`);
+    fail(
+      `\`keys.p256dh\` must be 65 bytes (an uncompressed P-256 point), got ${p256dh.length} bytes`,
+    );
   }
-  if (!isP256Point(p256dh)) fail("`keys.p256dh` is not a point on the P-256 curve");
-  if (auth.length !== 16) fail(`\`keys.auth\` is ${auth.length} bytes, not 16`);
+  if (!isP256Point(p256dh)) {
+    fail(
+      `\`keys.p256dh\` must be a point on the P-256 curve, got \`${shown(String(record.p256dh))}\``,
+    );
+  }
+  if (auth.length !== 16) fail(`\`keys.auth\` must be 16 bytes, got ${auth.length} bytes`);
 
   return {
     endpoint,

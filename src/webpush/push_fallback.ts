@@ -72,6 +72,9 @@ export type PushFallbackResult =
  * does; give the broker `history` so a reconnecting page can replay it.
  *
  * @example Notify a user wherever they are
+ * Not run by the doc tests: it needs a configured dispatcher, your subscription store and a real
+ * push service.
+ *
  * ```ts ignore
  * import { Broker } from "@flume/sse";
  * import { PushFallback, WebPushDispatcher } from "@flume/sse/webpush";
@@ -120,6 +123,8 @@ export class PushFallback {
    * @throws {TypeError} The data has no JSON form, or `urgency` or `topic` is bad.
    *
    * @example Deliver a chat message
+   * Not run by the doc tests: it needs a configured dispatcher and a real push service.
+   *
    * ```ts ignore
    * import type { PushFallback, PushSubscriptionJSON } from "@flume/sse/webpush";
    *
@@ -152,13 +157,14 @@ export class PushFallback {
     if (id !== undefined) envelope.id = id;
     // Counted here rather than from `failures`, which also holds what a throwing `onError` threw.
     let failed = 0;
-    const result = await this.#dispatcher.sendMany(subscriptions, envelope, {
-      ...sendOptions,
-      onError: onError === undefined ? undefined : (error, subscription) => {
+    const pushOptions: WebPushSendManyOptions = { ...sendOptions };
+    if (onError !== undefined) {
+      pushOptions.onError = (error, subscription) => {
         failed++;
         onError(error, subscription);
-      },
-    });
+      };
+    }
+    const result = await this.#dispatcher.sendMany(subscriptions, envelope, pushOptions);
     if (onError === undefined) failed = result.failures.length;
     // A plain array: the result is meant to be stored or sent as JSON.
     const gone = [...result];

@@ -1,4 +1,5 @@
 import { decodeBase64Url } from "./_base64url.ts";
+import { shown, typeOf } from "./_describe.ts";
 import { encryptPayload } from "./_ece.ts";
 import { checkPayloadSize, encodePayload } from "./_payload.ts";
 import { parseRetryAfter, readBodyStart } from "./_response.ts";
@@ -127,7 +128,9 @@ const TOPIC = /^[A-Za-z0-9_-]{1,32}$/;
 function checkTtl(ttl: unknown, action: string): number {
   if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 0) {
     throw new RangeError(
-      `${action}: \`ttl\` is ${ttl}, not a non-negative whole number of seconds`,
+      `${action}: \`ttl\` must be a non-negative integer of seconds, got \`${
+        typeof ttl === "number" ? ttl : typeOf(ttl)
+      }\``,
     );
   }
   return ttl;
@@ -144,6 +147,9 @@ function checkTtl(ttl: unknown, action: string): number {
  * @see {@link https://www.rfc-editor.org/rfc/rfc8030 | RFC 8030}, {@link https://www.rfc-editor.org/rfc/rfc8291 | RFC 8291}, {@link https://www.rfc-editor.org/rfc/rfc8292 | RFC 8292}
  *
  * @example Send a notification
+ * Not run by the doc tests: it needs your VAPID keys, a stored subscription and a real push
+ * service.
+ *
  * ```ts ignore
  * import { WebPushDispatcher, WebPushGoneError } from "@flume/sse/webpush";
  *
@@ -180,8 +186,18 @@ export class WebPushDispatcher {
    * ```ts
    * import { generateVapidKeys, WebPushDispatcher } from "@flume/sse/webpush";
    *
+   * import assert from "node:assert/strict";
+   *
    * const keys = await generateVapidKeys();
    * const dispatcher = await WebPushDispatcher.create({ ...keys, subject: "mailto:ops@example.com" });
+   * assert.ok(dispatcher instanceof WebPushDispatcher);
+   *
+   * // A private key of another pair is refused here, not at the first send.
+   * const other = await generateVapidKeys();
+   * await assert.rejects(
+   *   WebPushDispatcher.create({ ...keys, privateKey: other.privateKey, subject: "mailto:ops@example.com" }),
+   *   TypeError,
+   * );
    * ```
    */
   static async create(
@@ -232,6 +248,8 @@ export class WebPushDispatcher {
    *   subscription.
    *
    * @example Send a notification object
+   * Not run by the doc tests: it needs a subscription from a browser and a real push service.
+   *
    * ```ts ignore
    * import type { PushSubscriptionJSON, WebPushDispatcher } from "@flume/sse/webpush";
    *
@@ -270,6 +288,8 @@ export class WebPushDispatcher {
    *   sent.
    *
    * @example Notify everyone and prune
+   * Not run by the doc tests: it needs subscriptions from browsers and a real push service.
+   *
    * ```ts ignore
    * import type { PushSubscriptionJSON, WebPushDispatcher } from "@flume/sse/webpush";
    *
@@ -290,7 +310,7 @@ export class WebPushDispatcher {
     const concurrency = options.concurrency ?? 8;
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new RangeError(
-        `Cannot send push messages: \`concurrency\` is ${concurrency}, not a positive whole number`,
+        `Cannot send push messages: \`concurrency\` must be a positive integer, got \`${concurrency}\``,
       );
     }
     const plaintext = encodePayload(payload);
@@ -336,7 +356,9 @@ export class WebPushDispatcher {
     if (options.urgency !== undefined) {
       if (!URGENCIES.has(options.urgency)) {
         throw new TypeError(
-          `${action}: \`urgency\` is \`${options.urgency}\`, not very-low, low, normal or high`,
+          `${action}: \`urgency\` must be very-low, low, normal or high, got \`${
+            shown(String(options.urgency))
+          }\``,
         );
       }
       headers.set("Urgency", options.urgency);
@@ -345,7 +367,9 @@ export class WebPushDispatcher {
       // [RFC 8030 §5.4] at most 32 characters of the URL-safe base64 alphabet
       if (!TOPIC.test(options.topic)) {
         throw new TypeError(
-          `${action}: \`topic\` is \`${options.topic}\`, not 1 to 32 characters of A-Z a-z 0-9 - _`,
+          `${action}: \`topic\` must be 1 to 32 characters of A-Z a-z 0-9 - _, got \`${
+            shown(String(options.topic))
+          }\``,
         );
       }
       headers.set("Topic", options.topic);
@@ -379,7 +403,7 @@ export class WebPushDispatcher {
       method: "POST",
       headers,
       body,
-      signal,
+      signal: signal ?? null,
       // A push service does not redirect; following one would resend the message elsewhere.
       redirect: "manual",
     });

@@ -1,7 +1,7 @@
 import type { PushSubscriptionJSON } from "./parse_push_subscription.ts";
 
 /** Options for {@linkcode WebPushError} and {@linkcode WebPushGoneError}. */
-export interface WebPushErrorOptions {
+export interface WebPushErrorOptions extends ErrorOptions {
   /** The HTTP status the push service answered. */
   status: number;
   /** The subscription endpoint the message was sent to. */
@@ -18,7 +18,7 @@ export interface WebPushErrorOptions {
    *
    * @default {undefined}
    */
-  retryAfter?: number;
+  retryAfter?: number | undefined;
   /**
    * The underlying cause, if any.
    *
@@ -33,14 +33,19 @@ export interface WebPushErrorOptions {
  *
  * @example Retry later on 429
  * ```ts
- * import { WebPushError } from "@flume/sse/webpush";
+ * import assert from "node:assert/strict";
+ * import { WebPushError, WebPushGoneError } from "@flume/sse/webpush";
  *
- * const error = new WebPushError("Cannot send push message: push service answered 429", {
- *   status: 429,
- *   endpoint: "https://push.example.net/abc",
- *   retryAfter: 30,
- * });
- * if (error.status === 429) console.log(`retry in ${error.retryAfter} s`);
+ * // What `send()` throws when a push service answers 429 with `Retry-After: 30`:
+ * const error: unknown = new WebPushError(
+ *   "Cannot send push message: `https://push.example.net` answered 429",
+ *   { status: 429, endpoint: "https://push.example.net/abc", retryAfter: 30 },
+ * );
+ * assert.ok(error instanceof WebPushError && !(error instanceof WebPushGoneError));
+ * assert.equal(error.name, "WebPushError");
+ * assert.equal(error.status, 429);
+ * assert.equal(error.retryAfter, 30); // keep the subscription, try again in 30 s
+ * assert.equal(error.body, "");
  * ```
  */
 export class WebPushError extends Error {
@@ -62,7 +67,8 @@ export class WebPushError extends Error {
    * @param options Status, endpoint, response text and retry delay.
    */
   constructor(message: string, options: WebPushErrorOptions) {
-    super(message, { cause: options.cause });
+    // `options` whole: Error reads `cause` from it, and sets none when it has none.
+    super(message, options);
     this.status = options.status;
     this.endpoint = options.endpoint;
     this.body = options.body ?? "";
@@ -76,13 +82,17 @@ export class WebPushError extends Error {
  *
  * @example Delete a gone subscription
  * ```ts
- * import { WebPushGoneError } from "@flume/sse/webpush";
+ * import assert from "node:assert/strict";
+ * import { WebPushError, WebPushGoneError } from "@flume/sse/webpush";
  *
- * const error: unknown = new WebPushGoneError("Cannot send push message: gone", {
- *   status: 410,
- *   endpoint: "https://push.example.net/abc",
- * });
- * if (error instanceof WebPushGoneError) console.log(`delete ${error.endpoint}`);
+ * // What `send()` throws when a push service answers 410:
+ * const error: unknown = new WebPushGoneError(
+ *   "Cannot send push message: `https://push.example.net` answered 410, the subscription is gone",
+ *   { status: 410, endpoint: "https://push.example.net/abc" },
+ * );
+ * assert.ok(error instanceof WebPushGoneError && error instanceof WebPushError);
+ * assert.equal(error.name, "WebPushGoneError");
+ * assert.equal(error.endpoint, "https://push.example.net/abc"); // delete this subscription
  * ```
  */
 export class WebPushGoneError extends WebPushError {

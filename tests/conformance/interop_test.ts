@@ -14,7 +14,8 @@ import { launchBrowser } from "../_browser.ts";
 function eventsAfter(lastId: number): { id: string; event?: string; data: string }[] {
   return [1, 2, 3].map((step) => {
     const n = lastId + step;
-    return { id: String(n), event: n % 2 === 1 ? "tick" : undefined, data: `line ${n}\nsecond é` };
+    const event = { id: String(n), data: `line ${n}\nsecond é` };
+    return n % 2 === 1 ? { ...event, event: "tick" } : event;
   });
 }
 
@@ -84,8 +85,8 @@ describe("interop", () => {
       }
       // The ESM build imports "./fetch" and "./parse" without an extension.
       const file = path.match(/^\/fes\/(\w+?)(\.js)?$/);
-      if (file !== null && modules.has(file[1])) {
-        return new Response(modules.get(file[1]), {
+      if (file !== null && modules.has(file[1]!)) {
+        return new Response(modules.get(file[1]!), {
           headers: { "content-type": "text/javascript" },
         });
       }

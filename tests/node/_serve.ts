@@ -32,16 +32,3 @@ export function serveNode(
     });
   });
 }
-
-/** Polls `condition` every 10 ms until it holds, or rejects after `timeout` ms. */
-export async function waitFor(
-  condition: () => boolean,
-  timeout = 3_000,
-  what = "condition",
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

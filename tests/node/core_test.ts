@@ -14,20 +14,8 @@ import {
   STREAM_RESET_EVENT,
 } from "../../mod.ts";
 import { connect, ConnectError } from "../../src/client/mod.ts";
-import { type NodeTestServer, serveNode, waitFor } from "./_serve.ts";
-
-/** Reads `count` events from a response body, then cancels it (the client goes away). */
-async function readEvents(response: Response, count: number): Promise<ParsedEvent[]> {
-  const reader = response.body!.pipeThrough(new EventParserStream()).getReader();
-  const events: ParsedEvent[] = [];
-  while (events.length < count) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    events.push(value);
-  }
-  await reader.cancel();
-  return events;
-}
+import { readEvents, waitFor } from "../_helpers.ts";
+import { type NodeTestServer, serveNode } from "./_serve.ts";
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -50,7 +38,7 @@ describe("wire format on Node", () => {
     ];
     const text = events.map(formatEvent).join("");
     assert.equal(
-      formatEvent(events[0]),
+      formatEvent(events[0]!),
       "event: note\nid: 7\ndata: line one\ndata: line two\n\n",
     );
     const parsed: ParsedEvent[] = [];
@@ -116,7 +104,7 @@ describe("sseResponse and Broker over node:http", () => {
       });
     const events = await readEvents(await fetch(server.origin), 2);
     assert.deepEqual(events.map((e) => e.data), ["1", "2"]);
-    await waitFor(() => ended, 3_000, "the producer to end");
+    await waitFor(() => ended, 5_000, "the producer to end");
   });
 
   it("sends a heartbeat comment on a quiet stream", async () => {
@@ -150,7 +138,7 @@ describe("sseResponse and Broker over node:http", () => {
       ]);
     }
     assert.deepEqual((await readEvents(other, 1)).map((e) => e.data), ["goal"]);
-    await waitFor(() => broker.clientCount() === 0, 3_000, "the clients to be removed");
+    await waitFor(() => broker.clientCount() === 0, 5_000, "the clients to be removed");
     await broker.close();
   });
 
@@ -160,13 +148,13 @@ describe("sseResponse and Broker over node:http", () => {
     const reading = readEvents(await fetch(server.origin), 1);
     await broker.publish("feed", "one");
     const [one] = await reading;
-    assert.equal(one.data, "one");
-    await waitFor(() => broker.clientCount() === 0, 3_000, "the client to be removed");
+    assert.equal(one?.data, "one");
+    await waitFor(() => broker.clientCount() === 0, 5_000, "the client to be removed");
     await broker.publish("feed", "two");
     await broker.publish("feed", "three");
-    const resumed = await fetch(server.origin, { headers: { "last-event-id": one.lastEventId } });
+    const resumed = await fetch(server.origin, { headers: { "last-event-id": one!.lastEventId } });
     assert.deepEqual((await readEvents(resumed, 2)).map((e) => e.data), ["two", "three"]);
-    await waitFor(() => broker.clientCount() === 0, 3_000, "the client to be removed");
+    await waitFor(() => broker.clientCount() === 0, 5_000, "the client to be removed");
     await broker.close();
   });
 
@@ -176,9 +164,12 @@ describe("sseResponse and Broker over node:http", () => {
     await broker.publish("feed", "one");
     const response = await fetch(server.origin, { headers: { "last-event-id": "before-restart" } });
     const [reset] = await readEvents(response, 1);
-    assert.equal(reset.type, STREAM_RESET_EVENT);
-    assert.deepEqual(JSON.parse(reset.data), { channels: ["feed"], lastEventId: "before-restart" });
-    assert.notEqual(reset.lastEventId, "");
+    assert.equal(reset?.type, STREAM_RESET_EVENT);
+    assert.deepEqual(JSON.parse(reset!.data), {
+      channels: ["feed"],
+      lastEventId: "before-restart",
+    });
+    assert.notEqual(reset!.lastEventId, "");
     await broker.close();
   });
 });

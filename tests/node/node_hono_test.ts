@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { connect } from "../../src/client/mod.ts";
 import type { ParsedEvent } from "../../mod.ts";
 import { app, broker } from "../../examples/node_hono.ts";
-import { type NodeTestServer, serveNode, waitFor } from "./_serve.ts";
+import { waitFor } from "../_helpers.ts";
+import { type NodeTestServer, serveNode } from "./_serve.ts";
 
 describe("Hono example on @hono/node-server", () => {
   let server: NodeTestServer;
@@ -38,10 +39,10 @@ describe("Hono example on @hono/node-server", () => {
     });
     assert.equal(response.status, 204);
     await reading;
-    assert.equal(events[0].type, "headline");
-    assert.deepEqual(JSON.parse(events[0].data), { title: "hello from Hono" });
-    assert.match(events[0].lastEventId, /\S/);
-    await waitFor(() => broker.clientCount() === 0, 3_000, "the client to be removed");
+    assert.equal(events[0]?.type, "headline");
+    assert.deepEqual(JSON.parse(events[0]!.data), { title: "hello from Hono" });
+    assert.match(events[0]!.lastEventId, /\S/);
+    await waitFor(() => broker.clientCount() === 0, 5_000, "the client to be removed");
   });
 
   it("refuses a publish without a JSON body", async () => {

@@ -9,7 +9,7 @@ import {
   toBase64Url,
   webPushIkm,
 } from "./_rfc8188.ts";
-import { serve, type TestServer } from "./_serve.ts";
+import { serve, type TestServer } from "../_helpers.ts";
 
 export interface VapidClaims {
   aud: string;
@@ -105,12 +105,16 @@ export class LocalPushService {
   /** The most requests in flight at once. */
   maxInFlight = 0;
 
-  private constructor() {
-    this.#server = serve((request) => this.#handle(request));
+  private constructor(server: TestServer) {
+    this.#server = server;
   }
 
-  static start(): LocalPushService {
-    return new LocalPushService();
+  /** Starts the service on a free port of 127.0.0.1. */
+  static async start(): Promise<LocalPushService> {
+    // No request can arrive before `serve()` has told anyone the port, so `service` is set.
+    const server = await serve((request) => service.#handle(request));
+    const service = new LocalPushService(server);
+    return service;
   }
 
   get origin(): string {

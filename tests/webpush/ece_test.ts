@@ -102,7 +102,7 @@ describe("RFC 8291 message encryption", () => {
     await assert.rejects(encryptPayload(new Uint8Array(MAX_PLAINTEXT + 1), uaPublic, auth), {
       name: "RangeError",
       message:
-        "Cannot encrypt push message: payload is 3994 bytes, more than the 3993 that fit in one record",
+        "Cannot encrypt push message: the plaintext must be at most 3993 bytes to fit in one record, got 3994 bytes",
     });
   });
 

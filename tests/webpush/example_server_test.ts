@@ -9,12 +9,12 @@ const base = "http://localhost:8000";
 
 describe("examples/webpush/server.ts", () => {
   it("serves the page, the script, the service worker and the public key", async () => {
-    for (
-      const [path, type] of [["/", "text/html"], ["/app.js", "text/javascript"], [
-        "/sw.js",
-        "text/javascript",
-      ]]
-    ) {
+    const pages: [string, string][] = [
+      ["/", "text/html"],
+      ["/app.js", "text/javascript"],
+      ["/sw.js", "text/javascript"],
+    ];
+    for (const [path, type] of pages) {
       const response = await server.fetch(new Request(base + path));
       assert.equal(response.status, 200);
       assert.match(response.headers.get("Content-Type")!, new RegExp(type));
@@ -34,7 +34,10 @@ describe("examples/webpush/server.ts", () => {
     await ok.body?.cancel();
     const bad = await post({ endpoint: "http://evil.example/", keys: {} });
     assert.equal(bad.status, 400);
-    assert.match(await bad.text(), /Cannot parse push subscription/);
+    assert.match(
+      await bad.text(),
+      /Cannot parse push subscription: `endpoint` must be an https: URL, got `http:\/\/evil\.example\/`/,
+    );
   });
 
   it("falls back to push for a user with no page open", async () => {

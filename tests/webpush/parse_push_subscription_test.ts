@@ -41,48 +41,78 @@ describe("parsePushSubscription", () => {
   });
 
   const cases: [string, unknown, string][] = [
-    ["null", null, "value is not an object"],
-    ["an array", [], "value is not an object"],
-    ["a string", JSON.stringify(good), "value is not an object"],
-    ["no endpoint", { ...good, endpoint: undefined }, "`endpoint` is not a string"],
-    ["a relative endpoint", { ...good, endpoint: "/push/1" }, "`endpoint` is not a URL: `/push/1`"],
+    ["null", null, "the subscription must be an object, got `null`"],
+    ["an array", [], "the subscription must be an object, got `array`"],
+    ["a string", JSON.stringify(good), "the subscription must be an object, got `string`"],
+    [
+      "no endpoint",
+      { ...good, endpoint: undefined },
+      "`endpoint` must be a string, got `undefined`",
+    ],
+    [
+      "a relative endpoint",
+      { ...good, endpoint: "/push/1" },
+      "`endpoint` must be a URL, got `/push/1`",
+    ],
     [
       "an http: endpoint",
       { ...good, endpoint: "http://push.example.net/1" },
-      "`endpoint` is not an https: URL: `http://push.example.net/1`",
+      "`endpoint` must be an https: URL, got `http://push.example.net/1`",
     ],
     [
       "an http: loopback endpoint without the option",
       { ...good, endpoint: "http://127.0.0.1:8080/1" },
-      "`endpoint` is not an https: URL: `http://127.0.0.1:8080/1`",
+      "`endpoint` must be an https: URL, got `http://127.0.0.1:8080/1`",
     ],
     [
       "a string expirationTime",
       { ...good, expirationTime: "soon" },
-      "`expirationTime` is neither a number nor null",
+      "`expirationTime` must be a finite number or null, got `string`",
     ],
-    ["no keys", { endpoint: good.endpoint }, "`keys` is not an object"],
-    ["no p256dh", { ...good, keys: { auth: good.keys.auth } }, "`keys.p256dh` is not a string"],
-    ["no auth", { ...good, keys: { p256dh: good.keys.p256dh } }, "`keys.auth` is not a string"],
+    [
+      "an infinite expirationTime",
+      { ...good, expirationTime: Infinity },
+      "`expirationTime` must be a finite number or null, got `Infinity`",
+    ],
+    [
+      "an endpoint too long to show whole",
+      { ...good, endpoint: "http://push.example.net/" + "a".repeat(200) },
+      `\`endpoint\` must be an https: URL, got \`${
+        ("http://push.example.net/" + "a".repeat(200)).slice(0, 100)
+      }…\``,
+    ],
+    ["no keys", { endpoint: good.endpoint }, "`keys` must be an object, got `undefined`"],
+    ["keys as an array", { ...good, keys: [] }, "`keys` must be an object, got `array`"],
+    [
+      "no p256dh",
+      { ...good, keys: { auth: good.keys.auth } },
+      "`keys.p256dh` must be a string, got `undefined`",
+    ],
+    [
+      "no auth",
+      { ...good, keys: { p256dh: good.keys.p256dh } },
+      "`keys.auth` must be a string, got `undefined`",
+    ],
     [
       "standard base64 in p256dh",
       { ...good, keys: { ...good.keys, p256dh: good.keys.p256dh.replace(/_/g, "/") } },
-      "`keys.p256dh` is not base64url",
+      `\`keys.p256dh\` must be base64url, got \`${good.keys.p256dh.replace(/_/g, "/")}\``,
     ],
     [
       "a stray character in auth",
       { ...good, keys: { ...good.keys, auth: good.keys.auth.slice(0, -1) + "!" } },
-      "`keys.auth` is not base64url",
+      // the secret is not shown
+      "`keys.auth` must be base64url",
     ],
     [
       "a compressed p256dh",
       { ...good, keys: { ...good.keys, p256dh: toBase64Url(new Uint8Array(33).fill(2)) } },
-      "`keys.p256dh` is 33 bytes, not a 65-byte uncompressed P-256 point",
+      "`keys.p256dh` must be 65 bytes (an uncompressed P-256 point), got 33 bytes",
     ],
     [
       "a p256dh off the curve",
       { ...good, keys: { ...good.keys, p256dh: offCurve } },
-      "`keys.p256dh` is not a point on the P-256 curve",
+      `\`keys.p256dh\` must be a point on the P-256 curve, got \`${offCurve}\``,
     ],
     [
       "a 65-byte p256dh that does not start with 0x04",
@@ -90,12 +120,14 @@ describe("parsePushSubscription", () => {
         ...good,
         keys: { ...good.keys, p256dh: toBase64Url(new Uint8Array(65).fill(3)) },
       },
-      "`keys.p256dh` is not a point on the P-256 curve",
+      `\`keys.p256dh\` must be a point on the P-256 curve, got \`${
+        toBase64Url(new Uint8Array(65).fill(3))
+      }\``,
     ],
     [
       "a 12-byte auth",
       { ...good, keys: { ...good.keys, auth: toBase64Url(new Uint8Array(12)) } },
-      "`keys.auth` is 12 bytes, not 16",
+      "`keys.auth` must be 16 bytes, got 12 bytes",
     ],
   ];
   for (const [name, value, detail] of cases) {
@@ -129,7 +161,8 @@ describe("parsePushSubscription", () => {
       dispatcher.send({ ...subscription, keys: { ...subscription.keys, p256dh: offCurve } }, "x"),
       {
         name: "TypeError",
-        message: "Cannot parse push subscription: `keys.p256dh` is not a point on the P-256 curve",
+        message:
+          `Cannot parse push subscription: \`keys.p256dh\` must be a point on the P-256 curve, got \`${offCurve}\``,
       },
     );
     assert.equal(spy.requests.length, 0);

@@ -36,7 +36,7 @@ describe("PushFallback", () => {
   let service: LocalPushService;
   let dispatcher: WebPushDispatcher;
   before(async () => {
-    service = LocalPushService.start();
+    service = await LocalPushService.start();
     dispatcher = await WebPushDispatcher.create({ ...keys, subject: "mailto:a@example.com" }, {
       allowInsecureLoopback: true,
     });

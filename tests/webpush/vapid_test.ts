@@ -101,9 +101,13 @@ describe("VAPID", () => {
     assert.throws(() => new WebPushDispatcher(vapid, { vapidExpiration: 86_400 }), {
       name: "RangeError",
       message:
-        "Cannot create WebPushDispatcher: `vapidExpiration` is 86400 seconds, more than the 86100 allowed (24 hours less 300 seconds of clock skew)",
+        "Cannot create WebPushDispatcher: `vapidExpiration` must be at most 86100 seconds (24 hours less 300 seconds of clock skew), got `86400`",
     });
-    assert.throws(() => new WebPushDispatcher(vapid, { vapidExpiration: 0 }), RangeError);
+    assert.throws(() => new WebPushDispatcher(vapid, { vapidExpiration: 0 }), {
+      name: "RangeError",
+      message:
+        "Cannot create WebPushDispatcher: `vapidExpiration` must be a positive integer of seconds, got `0`",
+    });
     new WebPushDispatcher(vapid, { vapidExpiration: 86_100 });
   });
 
@@ -114,32 +118,62 @@ describe("VAPID", () => {
       assert.throws(() => new WebPushDispatcher({ ...keys, subject }), {
         name: "TypeError",
         message:
-          `Cannot create WebPushDispatcher: \`vapid.subject\` is not a mailto: or https: URL: \`${subject}\``,
+          `Cannot create WebPushDispatcher: \`vapid.subject\` must be a mailto: or https: URL, got \`${subject}\``,
       });
     });
   }
 
-  const badKeys: [string, { publicKey: string; privateKey: string }, string][] = [
-    ["a public key that is not base64url", { ...keys, publicKey: "abc+/" }, "not base64url"],
-    ["a 64-byte public key", {
-      ...keys,
-      publicKey: toBase64Url(fromBase64Url(keys.publicKey).subarray(1)),
-    }, "is not a 65-byte uncompressed P-256 point (it is 64 bytes)"],
-    ["a public key off the curve", {
-      ...keys,
-      publicKey: toBase64Url(fromBase64Url(keys.publicKey).map((b, i) => i === 64 ? b ^ 1 : b)),
-    }, "is not a 65-byte uncompressed P-256 point (it is 65 bytes)"],
+  const shortPublic = toBase64Url(fromBase64Url(keys.publicKey).subarray(1));
+  const offCurve = toBase64Url(fromBase64Url(keys.publicKey).map((b, i) => i === 64 ? b ^ 1 : b));
+  const zero = toBase64Url(new Uint8Array(32));
+  const badKeys: [string, { publicKey: unknown; privateKey: unknown }, string][] = [
+    [
+      "a public key that is not a string",
+      { ...keys, publicKey: 7 },
+      "`vapid.publicKey` must be a string, got `number`",
+    ],
+    [
+      "a private key that is not a string",
+      { ...keys, privateKey: null },
+      "`vapid.privateKey` must be a string, got `null`",
+    ],
+    [
+      "a public key that is not base64url",
+      { ...keys, publicKey: "abc+/" },
+      "`vapid.publicKey` must be base64url, got `abc+/`",
+    ],
+    [
+      "a 64-byte public key",
+      { ...keys, publicKey: shortPublic },
+      "`vapid.publicKey` must be 65 bytes (an uncompressed P-256 point), got 64 bytes",
+    ],
+    [
+      "a public key off the curve",
+      { ...keys, publicKey: offCurve },
+      `\`vapid.publicKey\` must be a point on the P-256 curve, got \`${offCurve}\``,
+    ],
+    // The private key is a secret: no message shows it.
+    [
+      "a private key that is not base64url",
+      { ...keys, privateKey: "secret+/" },
+      "`vapid.privateKey` must be base64url",
+    ],
     ["a 31-byte private key", {
       ...keys,
       privateKey: toBase64Url(fromBase64Url(keys.privateKey).subarray(1)),
-    }, "is not a 32-byte P-256 private key (it is 31 bytes)"],
-    ["a zero private key", { ...keys, privateKey: toBase64Url(new Uint8Array(32)) }, "32-byte"],
+    }, "`vapid.privateKey` must be 32 bytes (a P-256 private key), got 31 bytes"],
+    [
+      "a zero private key",
+      { ...keys, privateKey: zero },
+      "`vapid.privateKey` must be a P-256 private key, from 1 to the curve order less 1",
+    ],
   ];
-  for (const [name, pair, message] of badKeys) {
+  for (const [name, pair, detail] of badKeys) {
     it(`refuses ${name}`, () => {
       assert.throws(
+        // @ts-expect-error: some pairs are not strings on purpose
         () => new WebPushDispatcher({ ...pair, subject: "mailto:a@b.c" }),
-        (error: Error) => error instanceof TypeError && error.message.includes(message),
+        { name: "TypeError", message: `Cannot create WebPushDispatcher: ${detail}` },
       );
     });
   }

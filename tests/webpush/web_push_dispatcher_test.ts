@@ -10,7 +10,7 @@ import {
 } from "../../src/webpush/mod.ts";
 import { LocalPushService } from "./_push_service.ts";
 import { fakeSubscription, recordingFetch } from "./_helpers.ts";
-import { serve } from "./_serve.ts";
+import { freePort } from "../_helpers.ts";
 import { toBase64Url } from "./_rfc8188.ts";
 
 const keys = await generateVapidKeys();
@@ -19,10 +19,7 @@ const text = new TextDecoder();
 
 /** A subscription whose push service is not listening: sending to it fails with a network error. */
 async function unreachableSubscription(): Promise<PushSubscriptionJSON> {
-  const server = serve(() => new Response(null, { status: 201 }));
-  const origin = server.origin;
-  await server.close();
-  return fakeSubscription(origin);
+  return fakeSubscription(`http://127.0.0.1:${await freePort()}`);
 }
 
 /** Runs `body` with `console.error` replaced by a recorder, and returns what was logged. */
@@ -46,7 +43,7 @@ describe("WebPushDispatcher with a local push service", () => {
     WebPushDispatcher.create(vapid, { allowInsecureLoopback: true, ...options });
 
   before(async () => {
-    service = LocalPushService.start();
+    service = await LocalPushService.start();
     dispatcher = await make();
   });
   after(() => service.close());
@@ -101,7 +98,7 @@ describe("WebPushDispatcher with a local push service", () => {
     const expected = {
       name: "RangeError",
       message:
-        "Cannot send push message: payload is 3994 bytes, more than the 3993 that fit in one record",
+        "Cannot send push message: `payload` must be at most 3993 bytes to fit in one record, got 3994 bytes",
     };
     await assert.rejects(dispatcher.send(subscription, new Uint8Array(3994)), expected);
     await assert.rejects(dispatcher.send(subscription, "é".repeat(1997)), {
@@ -114,7 +111,8 @@ describe("WebPushDispatcher with a local push service", () => {
   it("refuses a payload with no JSON form", async () => {
     await assert.rejects(dispatcher.send(await service.subscribe(), () => {}), {
       name: "TypeError",
-      message: "Cannot send push message: a function payload has no JSON form",
+      message:
+        "Cannot send push message: `payload` must be bytes, a string or a JSON value, got `function`",
     });
   });
 
@@ -156,7 +154,8 @@ describe("WebPushDispatcher with a local push service", () => {
     const before = service.requests;
     await assert.rejects(dispatcher.send(subscription, "x", { ttl: -1 }), {
       name: "RangeError",
-      message: "Cannot send push message: `ttl` is -1, not a non-negative whole number of seconds",
+      message:
+        "Cannot send push message: `ttl` must be a non-negative integer of seconds, got `-1`",
     });
     await assert.rejects(dispatcher.send(subscription, "x", { ttl: 1.5 }), RangeError);
     await assert.rejects(
@@ -165,13 +164,21 @@ describe("WebPushDispatcher with a local push service", () => {
       {
         name: "TypeError",
         message:
-          "Cannot send push message: `urgency` is `urgent`, not very-low, low, normal or high",
+          "Cannot send push message: `urgency` must be very-low, low, normal or high, got `urgent`",
       },
     );
     for (const topic of ["", "a".repeat(33), "has space", "dot.ted"]) {
-      await assert.rejects(dispatcher.send(subscription, "x", { topic }), TypeError);
+      await assert.rejects(dispatcher.send(subscription, "x", { topic }), {
+        name: "TypeError",
+        message:
+          `Cannot send push message: \`topic\` must be 1 to 32 characters of A-Z a-z 0-9 - _, got \`${topic}\``,
+      });
     }
-    assert.throws(() => new WebPushDispatcher(vapid, { ttl: -5 }), RangeError);
+    assert.throws(() => new WebPushDispatcher(vapid, { ttl: -5 }), {
+      name: "RangeError",
+      message:
+        "Cannot create WebPushDispatcher: `ttl` must be a non-negative integer of seconds, got `-5`",
+    });
     assert.equal(service.requests, before);
   });
 
@@ -374,7 +381,10 @@ describe("WebPushDispatcher with a local push service", () => {
     assert.equal(service.requests, before);
     await assert.rejects(
       dispatcher.sendMany(subs, "x", { concurrency: 0 }),
-      RangeError,
+      {
+        name: "RangeError",
+        message: "Cannot send push messages: `concurrency` must be a positive integer, got `0`",
+      },
     );
   });
 
@@ -382,7 +392,7 @@ describe("WebPushDispatcher with a local push service", () => {
     const strict = new WebPushDispatcher(vapid);
     await assert.rejects(strict.send(await service.subscribe(), "x"), {
       name: "TypeError",
-      message: /is not an https: URL/,
+      message: /`endpoint` must be an https: URL, got `http:\/\/127\.0\.0\.1:/,
     });
   });
 

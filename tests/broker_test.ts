@@ -12,9 +12,8 @@ import {
   formatMetrics,
   type ParsedEvent,
   STREAM_RESET_EVENT,
-  StreamClosedError,
 } from "../mod.ts";
-import { delay, runtime, waitFor } from "./_helpers.ts";
+import { delay, reasonOf, runtime, waitFor } from "./_helpers.ts";
 
 /** A stream being read in the background: its events so far, and the end of its body. */
 interface Tap {
@@ -47,12 +46,6 @@ function quietBroker<E extends Record<string, unknown> = Record<string, unknown>
 }
 
 const data = (events: ParsedEvent[]): string[] => events.map((event) => event.data);
-
-function reasonOf(stream: EventStream): StreamClosedError {
-  const reason = stream.signal.reason;
-  assert.ok(reason instanceof StreamClosedError, `expected a StreamClosedError, got ${reason}`);
-  return reason;
-}
 
 /** The broker's epoch: the part of its generated ids before the dash. */
 async function idsOf(broker: Broker, channel: string, count: number): Promise<string[]> {

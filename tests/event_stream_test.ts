@@ -6,7 +6,7 @@ import {
   StreamClosedError,
   StreamOverflowError,
 } from "../mod.ts";
-import { delay, waitFor } from "./_helpers.ts";
+import { delay, reasonOf, waitFor } from "./_helpers.ts";
 import { settle, VirtualClock } from "./_clock.ts";
 
 /** Runs `fn` with the package on a virtual clock. */
@@ -59,12 +59,6 @@ function settledWithin(promise: Promise<unknown>, ms = 30): Promise<string> {
 function open(options: EventStreamOptions = {}): { stream: EventStream; reader: Reader } {
   const stream = new EventStream({ heartbeat: null, writeTimeout: null, ...options });
   return { stream, reader: stream.readable.getReader() };
-}
-
-function reasonOf(stream: EventStream): StreamClosedError {
-  const reason = stream.signal.reason;
-  assert.ok(reason instanceof StreamClosedError, `expected a StreamClosedError, got ${reason}`);
-  return reason;
 }
 
 describe("EventStream opening and order", () => {

@@ -35,15 +35,7 @@ export async function scripted(
   return Object.assign(server, { requests });
 }
 
-export async function take<T>(iterable: AsyncIterable<T>, count: number): Promise<T[]> {
-  const out: T[] = [];
-  if (count === 0) return out;
-  for await (const item of iterable) {
-    out.push(item);
-    if (out.length === count) break;
-  }
-  return out;
-}
+export { take } from "../_helpers.ts";
 
 /** A body that sends `text` and stays open until `end()` (or the client goes away). */
 export function heldBody(text: string): { body: ReadableStream<Uint8Array>; end(): void } {

@@ -4,7 +4,8 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer, Socket } from "node:net";
+import { Socket } from "node:net";
+import { freePort } from "../_helpers.ts";
 import process from "node:process";
 
 /** A running (or stopped) test Redis. */
@@ -22,18 +23,7 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** A port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** Sends PING on a raw socket; resolves with whether `+PONG` came back. */
 function ping(port: number): Promise<boolean> {

@@ -51,15 +51,15 @@
  *   {
  *     fetch: (input, init) => {
  *       requests.push(new Request(input, init));
- *       return Promise.resolve(new Response(null, { status: statuses.shift() }));
+ *       return Promise.resolve(new Response(null, { status: statuses.shift() ?? 500 }));
  *     },
  *   },
  * );
  *
  * await dispatcher.send(subscription, { title: "Build finished" }, { urgency: "high" });
- * assert.equal(requests[0].url, subscription.endpoint);
- * assert.equal(requests[0].headers.get("content-encoding"), "aes128gcm");
- * assert.match(requests[0].headers.get("authorization")!, /^vapid t=\S+, k=\S+$/);
+ * assert.equal(requests[0]!.url, subscription.endpoint);
+ * assert.equal(requests[0]!.headers.get("content-encoding"), "aes128gcm");
+ * assert.match(requests[0]!.headers.get("authorization")!, /^vapid t=\S+, k=\S+$/);
  *
  * // 410: the user unsubscribed; delete the subscription.
  * await assert.rejects(dispatcher.send(subscription, "again"), WebPushGoneError);

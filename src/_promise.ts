@@ -10,9 +10,3 @@ export function quietRejection(reason: unknown): Promise<never> {
   rejected.catch(noop);
   return rejected;
 }
-
-/** Marks a promise's rejection as handled, and returns it (see {@linkcode quietRejection}). */
-export function quiet<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(noop);
-  return promise;
-}

@@ -56,16 +56,10 @@ interface ResponseSource {
 /** Hop-by-hop headers: HTTP/2 forbids them, and the runtime frames the body itself. */
 const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding"];
 
+/** The options above that configure a stream `sseResponse` creates. */
+const STREAM_KEYS = ["heartbeat", "signal", "retry", "bufferSize", "bufferBytes", "writeTimeout"];
 /** The names of the options above that are not part of a `ResponseInit`. */
-const STREAM_OPTIONS = new Set([
-  "heartbeat",
-  "signal",
-  "retry",
-  "bufferSize",
-  "bufferBytes",
-  "writeTimeout",
-  "onError",
-]);
+const STREAM_OPTIONS = new Set([...STREAM_KEYS, "onError"]);
 
 /**
  * Wraps a stream's body in a `Response` with the SSE headers; caller headers replace the
@@ -107,7 +101,7 @@ function closeOnAbort(stream: ResponseSource, signal: AbortSignal): void {
 /** The options of a stream that `sseResponse` creates, from its init. */
 export function streamOptionsOf(init: SseResponseInit): Record<string, unknown> {
   const options: Record<string, unknown> = {};
-  for (const key of ["heartbeat", "signal", "retry", "bufferSize", "bufferBytes", "writeTimeout"]) {
+  for (const key of STREAM_KEYS) {
     const value = (init as Record<string, unknown>)[key];
     if (value !== undefined) options[key] = value;
   }

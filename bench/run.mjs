@@ -26,6 +26,7 @@ const root = dirname(here);
 /** The benchmarks, in run order. `timeout` bounds one run on one runtime, in seconds. */
 const BENCHES = [
   { name: "parser", file: "parser_bench.ts", timeout: 150 },
+  { name: "wire", file: "wire_bench.ts", timeout: 60 },
   { name: "stream", file: "stream_bench.ts", timeout: 150 },
   { name: "client", file: "client_bench.ts", timeout: 150 },
   { name: "broker", file: "broker_bench.ts", timeout: 180 },

@@ -7,9 +7,10 @@
  * (the broker's) is kept as its body without the id, which is only known once the bridge has
  * ordered it; {@linkcode withId} puts the id line in its place.
  *
- * Every splitter here scans the text once (`indexOf` per line break), so encoding is linear in
- * the size of the data whatever its line endings: a regular-expression `split` on a megabyte of
- * line breaks makes a million strings first.
+ * Every splitter here is linear in the size of the data whatever its line endings: a short text is
+ * split as a string, a long one as bytes in two passes over one buffer (see {@linkcode eachLine}),
+ * so a megabyte of line breaks never becomes a million strings. A frame is at most
+ * {@linkcode MAX_FRAME_LENGTH} characters: anything larger is refused before it is built.
  *
  * @see {@link https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream}
  * @module
@@ -23,10 +24,23 @@ import type { ServerSentEvent } from "./server_sent_event.ts";
  */
 export const MAX_ID_LENGTH = 256;
 
+/**
+ * The longest frame, in UTF-16 code units, that encoding builds: 128 Mi (134,217,728). Above it
+ * encoding throws a `RangeError` before any large allocation. A frame is a string and then its
+ * UTF-8 bytes (up to three times as long), and V8 cannot make a string longer than 2^29 - 24 at
+ * all (Deno used to die "out of memory" on 100 MB of line breaks, which makes a 700 MB frame);
+ * 10 MB of data with any line endings (at most 70 Mi characters once every line has its `data: `)
+ * stays well inside, and anything larger belongs behind a URL, not in an event.
+ */
+export const MAX_FRAME_LENGTH = 134_217_728;
+
 /** The keepalive comment: an empty comment line and the blank line that ends the frame. */
 export const HEARTBEAT_FRAME = ":\n\n";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const encodeUtf8 = new TextEncoder();
+/** For bytes made from a well-formed string: no validation to fail, and faster than `fatal`. */
+const looseUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * Encodes one event as a whole frame, refusing what the wire cannot carry faithfully.
@@ -44,7 +58,7 @@ export function encodeEvent(event: ServerSentEvent): string {
   if (id !== undefined) frame += idLine(id);
   if (retry !== undefined) frame += `retry: ${checkRetry(retry)}\n`;
   if (data !== undefined) frame += dataLines(data);
-  return frame + "\n";
+  return checkFrameLength(frame.length + 1, frame + "\n");
 }
 
 /**
@@ -52,7 +66,8 @@ export function encodeEvent(event: ServerSentEvent): string {
  * @throws {TypeError} The name or data cannot be carried.
  */
 export function encodeBody(type: string | undefined, data: unknown): string {
-  return (type === undefined ? "" : eventLine(type)) + dataLines(data) + "\n";
+  const body = (type === undefined ? "" : eventLine(type)) + dataLines(data);
+  return checkFrameLength(body.length + 1, body + "\n");
 }
 
 /**
@@ -150,7 +165,9 @@ function checkRetry(retry: number): number {
 function commentLines(text: string): string {
   checkText("comment", text);
   // A one-line comment is by far the most common (heartbeats): no split.
-  if (!hasLineBreak(text)) return text === "" ? ":\n" : `: ${text}\n`;
+  if (!hasLineBreak(text)) {
+    return text === "" ? ":\n" : `: ${checkFrameLength(text.length + 3, text)}\n`;
+  }
   return eachLine(text, ": ", ":\n");
 }
 
@@ -178,18 +195,27 @@ function dataLines(data: unknown): string {
       );
     }
     // JSON.stringify escapes every line break and lone surrogate: one line, nothing to check.
-    return `data: ${json}\n`;
+    return `data: ${checkFrameLength(json.length + 7, json)}\n`;
   }
-  if (!hasLineBreak(text)) return `data: ${text}\n`;
+  if (!hasLineBreak(text)) return `data: ${checkFrameLength(text.length + 7, text)}\n`;
   return eachLine(text, "data: ", "data: \n");
 }
 
+/** Texts up to this length are split as strings; longer ones as bytes (see `eachLongLine`). */
+const SHORT_TEXT = 4_096;
+const LF = 10;
+const CR = 13;
+
 /**
- * `prefix + line + "\n"` for every line of `text`, split on CRLF, CR and LF only (never on
- * U+2028 or U+0085, which the format treats as text). One pass; the parts are joined once, so
- * a megabyte of line breaks costs what a megabyte of text does.
+ * `prefix + line + "\n"` for every line of `text` (`empty` for an empty line), split on CRLF, CR
+ * and LF only (never on U+2028 or U+0085, which the format treats as text).
+ *
+ * A short text is split as a string: one pass, the parts joined once. Not a long one: a string
+ * per line is what made a megabyte of line breaks cost 40-60 ms (a million strings to make and
+ * join) and ten megabytes cost seconds and gigabytes.
  */
 function eachLine(text: string, prefix: string, empty: string): string {
+  if (text.length > SHORT_TEXT) return eachLongLine(text, prefix, empty);
   const parts: string[] = [];
   const length = text.length;
   let start = 0;
@@ -197,14 +223,89 @@ function eachLine(text: string, prefix: string, empty: string): string {
     let end = start;
     while (end < length) {
       const code = text.charCodeAt(end);
-      if (code === 10 || code === 13) break;
+      if (code === LF || code === CR) break;
       end++;
     }
     parts.push(end === start ? empty : prefix + text.slice(start, end) + "\n");
     if (end === length) break;
-    start = text.charCodeAt(end) === 13 && text.charCodeAt(end + 1) === 10 ? end + 2 : end + 1;
+    start = text.charCodeAt(end) === CR && text.charCodeAt(end + 1) === LF ? end + 2 : end + 1;
   }
   return parts.join("");
+}
+
+/**
+ * {@linkcode eachLine} for a long text, as bytes: its UTF-8 form is scanned once to size the
+ * result exactly (and refuse a frame over {@linkcode MAX_FRAME_LENGTH} before allocating it),
+ * copied once into one buffer with the prefixes put in, and decoded once. No string per line:
+ * linear in the size of the text whatever its line endings (about 10 ms per MiB of line breaks).
+ * CR and LF bytes never occur inside a multi-byte UTF-8 sequence, so copying the other bytes as
+ * they are keeps every character whole. `prefix` and `empty` are ASCII.
+ */
+function eachLongLine(text: string, prefix: string, empty: string): string {
+  const input = encodeUtf8.encode(text);
+  const length = input.length;
+  // Line breaks (a CRLF pair counts once), the bytes they take, and the lines that are empty.
+  let breaks = 0;
+  let breakBytes = 0;
+  let empties = 0;
+  let atStart = true;
+  for (let i = 0; i < length; i++) {
+    const c = input[i]!;
+    if (c !== LF && c !== CR) {
+      atStart = false;
+      continue;
+    }
+    if (atStart) empties++;
+    atStart = true;
+    breaks++;
+    breakBytes++;
+    if (c === CR && i + 1 < length && input[i + 1] === LF) {
+      i++;
+      breakBytes++;
+    }
+  }
+  if (atStart) empties++;
+  const full = breaks + 1 - empties;
+  const around = full * (prefix.length + 1) + empties * empty.length;
+  // Added characters are ASCII: the result's length in code units follows from the text's.
+  checkFrameLength(text.length - breakBytes + around, text);
+  const out = new Uint8Array(length - breakBytes + around);
+  const head = encodeUtf8.encode(prefix);
+  const blank = encodeUtf8.encode(empty);
+  let o = 0;
+  atStart = true;
+  for (let i = 0; i < length; i++) {
+    const c = input[i]!;
+    if (c === LF || c === CR) {
+      if (c === CR && i + 1 < length && input[i + 1] === LF) i++;
+      // Byte loops, not `set`: a builtin call per line costs more than the copy of a few bytes.
+      if (atStart) { for (let k = 0; k < blank.length; k++) out[o++] = blank[k]!; }
+      else out[o++] = LF;
+      atStart = true;
+      continue;
+    }
+    if (atStart) {
+      for (let k = 0; k < head.length; k++) out[o++] = head[k]!;
+      atStart = false;
+    }
+    out[o++] = c;
+  }
+  if (atStart) out.set(blank, o);
+  else out[o] = LF;
+  return looseUtf8.decode(out);
+}
+
+/**
+ * Returns `value` when a frame of `length` code units is within {@linkcode MAX_FRAME_LENGTH}.
+ * @throws {RangeError} It is not.
+ */
+function checkFrameLength<T>(length: number, value: T): T {
+  if (length > MAX_FRAME_LENGTH) {
+    throw new RangeError(
+      `Cannot encode event: the frame would exceed ${MAX_FRAME_LENGTH} characters, got \`${length}\``,
+    );
+  }
+  return value;
 }
 
 function hasLineBreak(text: string): boolean {

@@ -21,7 +21,9 @@ export type { ServerSentEvent } from "./server_sent_event.ts";
  * @throws {TypeError} `event` or `id` contains CR or LF, `id` contains NUL, a string holds a lone
  * surrogate (UTF-8 cannot carry it), a `Uint8Array` is not valid UTF-8, or `data` cannot be
  * encoded as JSON (a circular object, a `BigInt`, a function).
- * @throws {RangeError} `retry` is not a non-negative integer, or a numeric `id` is not finite.
+ * @throws {RangeError} `retry` is not a non-negative integer, a numeric `id` is not finite, or the
+ * frame would be longer than 134,217,728 characters (128 Mi: 10 MB of data with any line endings
+ * stays far below; 20 MB of bare line breaks does not, each becoming a `data: ` line).
  *
  * @example Encode a JSON event with a name and an id
  * ```ts

@@ -100,4 +100,4 @@ export {
   type SubscribeOptions,
 } from "./src/broker.ts";
 export { type BrokerMetrics, formatMetrics } from "./src/format_metrics.ts";
-export type { Bridge, BridgeEvent, BridgeReplay } from "./src/bridge.ts";
+export type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "./src/bridge.ts";

@@ -1,10 +1,15 @@
 /**
  * The replay seam: what a client that comes back with a `Last-Event-ID` gets, and in what order.
  *
- * While the bridge fetches what the client missed, the live events for it are held back; then
- * the replay is queued whole (pinned: it counts against no bound and is never discarded), and
- * after it the held events that the replay did not already carry, under the client's usual
- * bounds. So a replay of any length arrives whole and in order, whatever the overflow policy.
+ * While the bridge fetches what the client missed, the live events for it are held back (within
+ * the client's bounds); then the replay goes out in pieces of at most {@linkcode PIECE_BYTES},
+ * each encoded when a client first needs it and offered only while the client's buffer has room,
+ * and after the last piece the held events that the replay did not already carry. So a replay of
+ * any length arrives without a hole and in order, whatever the overflow policy, while a client
+ * that stops reading pins about one buffer of it, not all of it.
+ *
+ * Clients that resume from the same place at the same time (a reconnect storm after a deploy)
+ * share one {@linkcode SharedReplay}: one bridge read, and the same bytes of every piece.
  * @module
  */
 
@@ -29,63 +34,210 @@ import { encodeEvent, MAX_ID_LENGTH, withId } from "./_wire.ts";
  */
 export const STREAM_RESET_EVENT = "stream-reset";
 
-/** A live event held back while a replay is fetched. */
+/**
+ * The most bytes of one replay piece: the unit in which a replay is encoded and queued. Small
+ * enough that a client that stops reading pins little beyond its buffer, large enough that a
+ * replay of many small events leaves in few writes.
+ */
+export const PIECE_BYTES = 65_536;
+
+/** A live event held back while a replay is fetched and sent. */
 export interface HeldEvent {
   seq: number;
   frame: Uint8Array;
 }
 
-/** A replay, ready to queue. */
-export interface ReplayFrame {
-  /** Every missed event and, on a gap, the gap signal, as one frame; undefined when empty. */
-  bytes: Uint8Array | undefined;
-  /** How many stored events it carries. */
-  events: number;
-  /** Whether it ends with the gap signal. */
-  gap: boolean;
-  /** The position it brings the client to: held events at or before it are in it already. */
-  upTo: number;
-}
+/** What a bridge answered, or `head: undefined` when it failed (then every channel has a gap). */
+export type ReplayAnswer = Pick<BridgeReplay, "events" | "gaps"> & {
+  head: BridgeReplay["head"] | undefined;
+};
 
 /** The bytes of a stored event: its frame with its id line in place. */
 export function encodeStored(event: BridgeEvent): Uint8Array {
   return encodeText(withId(event.body, event.id));
 }
 
-/**
- * Composes the replay of what a bridge returned.
- * @param replay The missed events, the channels with a gap, and the head (undefined when the
- * bridge failed: then every channel has a gap).
- * @param lastEventId The id the client came back with (echoed, cut to the id length limit).
- */
-export function composeReplay(
-  replay: Pick<BridgeReplay, "events" | "gaps"> & { head: BridgeReplay["head"] | undefined },
-  lastEventId: string,
-): ReplayFrame {
-  const { events, gaps, head } = replay;
-  let upTo = head?.seq ?? -Infinity;
-  const parts: string[] = [];
-  for (const event of events) {
-    parts.push(withId(event.body, event.id));
-    if (event.seq > upTo) upTo = event.seq;
-  }
-  const gap = gaps.length > 0;
-  if (gap) {
-    parts.push(encodeEvent({
-      event: STREAM_RESET_EVENT,
-      ...(head ? { id: head.id } : {}),
-      data: { channels: gaps, lastEventId: lastEventId.slice(0, MAX_ID_LENGTH) },
-    }));
-  }
-  return {
-    bytes: parts.length === 0 ? undefined : encodeText(parts.join("")),
-    events: events.length,
-    gap,
-    upTo,
-  };
-}
-
 /** The held events that come after the replay, in order. */
 export function heldAfter(held: readonly HeldEvent[], upTo: number): HeldEvent[] {
   return held.filter((event) => event.seq > upTo);
+}
+
+/**
+ * One read of history and its encoded pieces, shared by every client that resumes from the same
+ * `Last-Event-ID` on the same channels while nothing was delivered in between (so that no live
+ * event can fall between the read and a client that joins it late). A piece is encoded when the
+ * first client needs it and freed once every client has taken it, so a read holds the pieces
+ * between its slowest and its fastest client, and nothing once they are gone.
+ */
+export class SharedReplay {
+  /**
+   * Whether a client may still join: the broker closes it when an event on its channels is
+   * delivered after the read began; it is closed too once its first piece is freed.
+   */
+  open = true;
+  /** How many stored events it carries (known once `ready` has resolved). */
+  events = 0;
+  /** Whether it ends with the gap signal (known once `ready` has resolved). */
+  gap = false;
+  /** The position it brings a client to: held events at or before it are in it already. */
+  upTo = -Infinity;
+  /** Resolves once the bridge has answered (or failed: then a gap); never rejects. */
+  readonly ready: Promise<void>;
+  /** Clients reading it. */
+  #users = 0;
+  #pieces: (Uint8Array | undefined)[] = [];
+  /** How many clients take the piece at each index next. */
+  #next: number[] = [];
+  /** Pieces before it are freed. */
+  #low = 0;
+  #writer: PieceWriter | undefined;
+
+  /**
+   * @param read The bridge's answer.
+   * @param channels The channels it is for (all of them have a gap when the read fails).
+   * @param lastEventId The id the clients came back with (echoed in the gap signal, cut to the
+   * id length limit).
+   * @param onError Told when the read fails.
+   */
+  constructor(
+    read: Promise<BridgeReplay>,
+    channels: readonly string[],
+    lastEventId: string,
+    onError: (error: unknown) => void,
+  ) {
+    const echo = lastEventId.slice(0, MAX_ID_LENGTH);
+    this.ready = read.then(
+      (answer) => this.#settle(answer, echo),
+      (error) => {
+        onError(error);
+        this.#settle({ events: [], gaps: [...channels], head: undefined }, echo);
+      },
+    );
+  }
+
+  /** Adds a client, at the first piece. */
+  join(): void {
+    this.#users++;
+    this.#next[0] = (this.#next[0] ?? 0) + 1;
+  }
+
+  /**
+   * The piece a client at `index` takes next, encoded on first use; undefined past the last one.
+   * The client is then at `index + 1`.
+   * @param index Where the client is: 0 for the first piece.
+   */
+  take(index: number): Uint8Array | undefined {
+    const pieces = this.#pieces;
+    while (index >= pieces.length) {
+      const piece = this.#writer?.next();
+      if (piece === undefined) {
+        this.#writer = undefined; // the events are no longer needed
+        return undefined;
+      }
+      pieces.push(piece);
+    }
+    const piece = pieces[index];
+    this.#next[index]!--;
+    this.#next[index + 1] = (this.#next[index + 1] ?? 0) + 1;
+    this.#free();
+    return piece;
+  }
+
+  /**
+   * Removes a client.
+   * @param index Where the client was.
+   * @returns How many clients are left.
+   */
+  leave(index: number): number {
+    this.#users--;
+    this.#next[index]!--;
+    this.#free();
+    return this.#users;
+  }
+
+  /** Frees the pieces that every client has taken. */
+  #free(): void {
+    const pieces = this.#pieces;
+    while (this.#low < pieces.length && !this.#next[this.#low]) {
+      pieces[this.#low++] = undefined;
+      this.open = false;
+    }
+  }
+
+  #settle(answer: ReplayAnswer, echo: string): void {
+    const { events, gaps, head } = answer;
+    let upTo = head?.seq ?? -Infinity;
+    for (const event of events) if (event.seq > upTo) upTo = event.seq;
+    this.upTo = upTo;
+    this.events = events.length;
+    this.gap = gaps.length > 0;
+    const signal = this.gap
+      ? encodeEvent({
+        event: STREAM_RESET_EVENT,
+        ...(head ? { id: head.id } : {}),
+        data: { channels: gaps, lastEventId: echo },
+      })
+      : undefined;
+    this.#writer = new PieceWriter(events, signal);
+  }
+}
+
+const encoder = new TextEncoder();
+const isHighSurrogate = (code: number): boolean => code >= 0xd800 && code <= 0xdbff;
+
+/**
+ * Writes the frames of a replay into pieces of at most `PIECE_BYTES`, one piece per call. Frames
+ * are joined into text of about a piece at a time and encoded straight into the piece: many small
+ * events cost one encode per piece, and an event larger than a piece is cut across several
+ * (the wire does not care where a chunk ends), so no step holds more than a piece of bytes.
+ */
+class PieceWriter {
+  #events: readonly BridgeEvent[];
+  #next = 0;
+  #signal: string | undefined;
+  /** Text taken from the frames and not encoded yet, from `#at` on. */
+  #text = "";
+  #at = 0;
+
+  constructor(events: readonly BridgeEvent[], signal: string | undefined) {
+    this.#events = events;
+    this.#signal = signal;
+  }
+
+  next(): Uint8Array | undefined {
+    const out = new Uint8Array(PIECE_BYTES);
+    let written = 0;
+    while (written < PIECE_BYTES) {
+      if (this.#at >= this.#text.length && !this.#refill()) break;
+      const text = this.#text;
+      let end = Math.min(text.length, this.#at + (PIECE_BYTES - written));
+      // Never cut a surrogate pair: encodeInto would write each half as U+FFFD.
+      if (end < text.length && end > this.#at && isHighSurrogate(text.charCodeAt(end - 1))) end--;
+      const part = text.slice(this.#at, end);
+      const result = encoder.encodeInto(part, out.subarray(written));
+      this.#at += result.read;
+      written += result.written;
+      if (result.read < part.length || part.length === 0) break; // the piece is full
+    }
+    if (written === 0) return undefined;
+    return written === PIECE_BYTES ? out : out.slice(0, written);
+  }
+
+  /** Takes the next frames, about a piece of text; false when there are none left. */
+  #refill(): boolean {
+    const events = this.#events;
+    let text = "";
+    while (text.length < PIECE_BYTES && this.#next < events.length) {
+      const event = events[this.#next++]!;
+      text += withId(event.body, event.id);
+    }
+    if (text.length < PIECE_BYTES && this.#next >= events.length && this.#signal !== undefined) {
+      text += this.#signal;
+      this.#signal = undefined;
+    }
+    if (this.#next >= events.length) this.#events = [];
+    this.#text = text;
+    this.#at = 0;
+    return text !== "";
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * The contract between `EventStream` and the broker, and nothing more: the three things a broker
+ * The contract between `EventStream` and the broker, and nothing more: the four things a broker
  * needs from a stream that its public API does not offer. They are methods of `EventStream` under
  * the symbols below, which no entry point exports, so users cannot reach them while a reader (and
  * "go to definition") can follow every call from the broker to its one implementation.
@@ -16,9 +16,11 @@ import type { StreamClosedError } from "./errors.ts";
 export type OverflowPolicy = "disconnect" | "drop-oldest";
 
 /**
- * How a frame is queued: under an overflow policy, or `"pinned"`: whatever the bounds, never
- * discarded, and not counted against them (a replay, which must arrive whole, or the last frames
- * of a shutdown). Frames queued after a pinned one count against the bounds as usual.
+ * How a frame is queued: under an overflow policy, or `"pinned"`: whatever the bounds and never
+ * discarded (a piece of a replay, which must arrive without a hole, or the last frames of a
+ * shutdown), but counted against the bounds once queued like any frame, so that a client that
+ * stops reading is dropped by `writeTimeout` as usual. The broker offers a replay piece only when
+ * {@linkcode onRoom} says there is room: that is what bounds it.
  */
 export type OfferPolicy = OverflowPolicy | "pinned";
 
@@ -31,6 +33,15 @@ export const offerFrame: unique symbol = Symbol("flume.offerFrame");
 /** Sets the one callback (the broker's) called once when the stream ends. */
 export const onStreamEnd: unique symbol = Symbol("flume.onStreamEnd");
 
+/**
+ * Whether the buffer has room now, or with `empty` whether nothing is queued (then `true`, and the
+ * callback is dropped); otherwise `false`, and the callback runs once, when the client has taken
+ * what is queued. It never runs if the stream ends first; a newer callback replaces an older one.
+ * The broker feeds a replay with it, one piece at a time, and queues the live events it held
+ * meanwhile (at most a buffer of them) into an empty buffer.
+ */
+export const onRoom: unique symbol = Symbol("flume.onRoom");
+
 /** Why the stream ended, or undefined while it is open. */
 export const closeReason: unique symbol = Symbol("flume.closeReason");
 
@@ -39,5 +50,6 @@ export interface ControlledStream {
   readonly closed: boolean;
   [offerFrame](frame: Uint8Array, policy: OfferPolicy): number;
   [onStreamEnd](callback: () => void): void;
+  [onRoom](callback: () => void, empty?: boolean): boolean;
   readonly [closeReason]: StreamClosedError | undefined;
 }

@@ -41,6 +41,33 @@ export interface BridgeReplay {
 }
 
 /**
+ * How long and how much history a bridge keeps, beyond the `history` events per channel that
+ * `publish()` is given: the broker passes its `historyTtl` and `historyBytes` options.
+ *
+ * @example The broker's defaults
+ * ```ts
+ * import type { HistoryLimits } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const limits: HistoryLimits = { ttl: 3_600_000, bytes: 33_554_432 };
+ * assert.equal(limits.ttl, 60 * 60 * 1000); // an hour after a channel's last publish
+ * ```
+ */
+export interface HistoryLimits {
+  /**
+   * Milliseconds after a channel's last publish (or last replay) at which its history is freed.
+   * A client that resumes from a position inside freed history gets the gap signal.
+   */
+  ttl: number;
+  /**
+   * Bytes of history the bridge holds across all channels at most; beyond it, the channels used
+   * least recently are freed first. A bridge whose store has its own memory bound (Redis's
+   * `maxmemory`) documents how it maps this.
+   */
+  bytes: number;
+}
+
+/**
  * Carries a broker's events: assigns their order and ids, keeps their history, and fans them
  * out to every broker that shares it. The broker has one in memory by default; `redisBridge()`
  * from `@flume/sse/redis` shares one between workers and hosts.
@@ -64,7 +91,11 @@ export interface Bridge {
    * `lost`: the broker then ends every stream, so that each client resumes from its
    * `Last-Event-ID` (a replay, or the gap signal) instead of silently skipping them.
    */
-  open(deliver: (event: BridgeEvent) => void, lost?: () => void): Promise<void>;
+  open(
+    deliver: (event: BridgeEvent) => void,
+    lost?: () => void,
+    limits?: HistoryLimits,
+  ): Promise<void>;
   /**
    * Orders, stores (when `history` > 0, keeping the last `history` per channel) and fans out one
    * event. An event without an id gets one when history is kept.

@@ -1,10 +1,11 @@
-import { EventStream } from "./event_stream.ts";
+import { DEFAULT_BUFFER_BYTES, DEFAULT_BUFFER_SIZE, EventStream } from "./event_stream.ts";
 import type { ServerSentEvent } from "./server_sent_event.ts";
 import {
   closeReason,
   type ControlledStream,
   offerFrame,
   type OfferPolicy,
+  onRoom,
   onStreamEnd,
   type OverflowPolicy,
 } from "./_stream_control.ts";
@@ -14,15 +15,20 @@ import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
 import { quietRejection } from "./_promise.ts";
 import { requestSignal } from "./_runtime.ts";
 import type { SseResponseInit } from "./_response.ts";
-import type { Bridge, BridgeEvent } from "./bridge.ts";
-import { MemoryBridge } from "./_memory_bridge.ts";
+import type { Bridge, BridgeEvent, BridgeReplay } from "./bridge.ts";
+import {
+  DEFAULT_HISTORY_BYTES,
+  DEFAULT_HISTORY_TTL,
+  historyStatsOf,
+  MemoryBridge,
+} from "./_memory_bridge.ts";
 import { BrokerClosedError, BrokerLimitError } from "./errors.ts";
 import { type BrokerMetrics, emptyMetrics } from "./format_metrics.ts";
 import {
-  composeReplay,
   encodeStored,
   heldAfter,
   type HeldEvent,
+  SharedReplay,
   STREAM_RESET_EVENT,
 } from "./_replay.ts";
 
@@ -57,6 +63,20 @@ export interface BrokerOptions<Events extends Record<string, unknown>> {
    * @default {0}
    */
   history?: number | undefined;
+  /**
+   * Milliseconds after which the history of a channel that nobody published to or resumed from
+   * is freed (checked at each publish and replay, no timer). A client that comes back from a
+   * position in freed history gets the gap signal.
+   * @default {3_600_000}
+   */
+  historyTtl?: number | undefined;
+  /**
+   * Estimated bytes of history the broker holds at most, over all channels: beyond it the
+   * channels used least recently are freed first (their clients get the gap signal). Given to
+   * the bridge, which maps it to its store.
+   * @default {33_554_432}
+   */
+  historyBytes?: number | undefined;
   /**
    * Keepalive interval of every stream in ms, `null` for none (see `EventStream`).
    * @default {5_000}
@@ -129,8 +149,24 @@ export interface BrokerCloseOptions {
 interface Subscriber {
   stream: EventStream;
   channels: readonly string[];
-  /** Live events held while its replay is fetched; null once the replay is queued. */
-  held: HeldEvent[] | null;
+  /** Its replay while it is fetched and sent; undefined before and after. */
+  resume?: Resume | undefined;
+}
+
+/** A client's replay in progress. */
+interface Resume {
+  shared: SharedReplay;
+  /** The key of `shared` among the broker's replays. */
+  key: string;
+  /** The index of the next piece to queue. */
+  next: number;
+  /** Queues more pieces: what the stream calls when it has room again. */
+  feed: () => void;
+  /** Every piece is queued: the held events go next, into an empty buffer. */
+  done: boolean;
+  /** Live events held back meanwhile, within the client's bounds. */
+  held: HeldEvent[];
+  heldBytes: number;
 }
 
 /**
@@ -178,6 +214,8 @@ interface Subscriber {
 export class Broker<Events extends Record<string, unknown> = Record<string, unknown>> {
   #channels = new Map<string, Set<Subscriber>>();
   #clients = new Set<Subscriber>();
+  /** Replays in progress by key (channels and `Last-Event-ID`); each shared by its clients. */
+  #replays = new Map<string, SharedReplay>();
   #bridge: Bridge;
   #closed = false;
   readonly #events: ReadonlySet<string> | undefined;
@@ -211,6 +249,15 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       );
     }
     this.#history = history;
+    const historyLimits = {
+      ttl: checkPositiveInteger("Broker", "historyTtl", options.historyTtl, DEFAULT_HISTORY_TTL),
+      bytes: checkPositiveInteger(
+        "Broker",
+        "historyBytes",
+        options.historyBytes,
+        DEFAULT_HISTORY_BYTES,
+      ),
+    };
     const overflow = options.overflow ?? "disconnect";
     if (overflow !== "disconnect" && overflow !== "drop-oldest") {
       throw new TypeError(
@@ -249,7 +296,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     };
     this.#onError = options.onError ?? ((error) => console.error("Broker:", error));
     this.#bridge = options.bridge ?? new MemoryBridge();
-    this.#bridge.open(this.#deliver, this.#lost).catch(this.#onError);
+    this.#bridge.open(this.#deliver, this.#lost, historyLimits).catch(this.#onError);
   }
 
   /** The declared event names, or undefined when every name is allowed. */
@@ -290,7 +337,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       options.signal ? { ...this.#streamOptions, signal: options.signal } : this.#streamOptions,
     );
     if (stream.closed) return stream;
-    const subscriber: Subscriber = { stream, channels: names, held: null };
+    const subscriber: Subscriber = { stream, channels: names };
     for (const name of names) {
       let set = this.#channels.get(name);
       if (!set) this.#channels.set(name, set = new Set());
@@ -466,7 +513,16 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * ```
    */
   metrics(): BrokerMetrics {
-    return { ...this.#metrics, clients: this.#clients.size };
+    const history = historyStatsOf(this.#bridge);
+    return {
+      ...this.#metrics,
+      clients: this.#clients.size,
+      ...(history && {
+        historyEvictions: history.evictions,
+        historyExpirations: history.expirations,
+        historyBytes: history.bytes,
+      }),
+    };
   }
 
   /**
@@ -582,8 +638,47 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   };
 
   #offer(subscriber: Subscriber, seq: number, frame: Uint8Array): void {
-    if (subscriber.held) subscriber.held.push({ seq, frame });
-    else this.#queue(subscriber.stream, frame, this.#overflow);
+    const resume = subscriber.resume;
+    if (resume === undefined) {
+      this.#queue(subscriber.stream, frame, this.#overflow);
+      return;
+    }
+    // An event on these channels fell after the shared read began: a client that joined the read
+    // now would miss it, so later clients get a read of their own.
+    resume.shared.open = false;
+    const held = resume.held;
+    const bufferSize = this.#streamOptions.bufferSize ?? DEFAULT_BUFFER_SIZE;
+    const bufferBytes = this.#streamOptions.bufferBytes ?? DEFAULT_BUFFER_BYTES;
+    const full = (): boolean =>
+      held.length > 0 && (held.length >= bufferSize || resume.heldBytes >= bufferBytes);
+    if (full()) {
+      if (this.#overflow === "disconnect") {
+        this.#overflowHeld(subscriber, resume, frame);
+        return;
+      }
+      // "drop-oldest": the oldest held events go, as the oldest queued frames would.
+      while (full()) {
+        resume.heldBytes -= held.shift()!.frame.byteLength;
+        this.#metrics.slowConsumers++;
+      }
+    }
+    held.push({ seq, frame });
+    resume.heldBytes += frame.byteLength;
+  }
+
+  /** A client's held events passed its bounds under "disconnect": it ends as any that overflows. */
+  #overflowHeld(subscriber: Subscriber, resume: Resume, frame: Uint8Array): void {
+    const stream = subscriber.stream;
+    if (!stream[onRoom](resume.feed)) {
+      // Its buffer is full of replay too: the frame ends it, with reason "overflow".
+      this.#queue(stream, frame, "disconnect");
+      return;
+    }
+    // Its buffer has room: the bridge has not answered yet, or the last pieces wait to be taken.
+    // End it gracefully (reason "closed"): what is queued still goes out, and the client comes
+    // back from the last id it got.
+    this.#metrics.slowConsumers++;
+    stream.close();
   }
 
   #queue(stream: ControlledStream, frame: Uint8Array, policy: OfferPolicy): void {
@@ -599,48 +694,96 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     }
   }
 
-  /** Holds the client's live events, fetches what it missed, then sends both in order. */
+  /**
+   * Holds the client's live events, fetches what it missed (or joins an identical read in
+   * progress), then sends both in order.
+   */
   #replay(subscriber: Subscriber, lastEventId: string): void {
-    subscriber.held = [];
     const channels = subscriber.channels;
-    this.#bridge.replay(channels, lastEventId).then(
-      (replay) => this.#sendReplay(subscriber, replay, lastEventId),
-      (error) => {
-        this.#onError(error);
-        this.#sendReplay(
-          subscriber,
-          { events: [], gaps: [...channels], head: undefined },
-          lastEventId,
-        );
-      },
-    );
+    const key = JSON.stringify(channels) + lastEventId;
+    let shared = this.#replays.get(key);
+    if (shared?.open) {
+      this.#metrics.replaysShared++;
+    } else {
+      let read: Promise<BridgeReplay>;
+      try {
+        read = this.#bridge.replay(channels, lastEventId);
+      } catch (error) {
+        read = Promise.reject(error);
+      }
+      // A closed read with the same key lives on with its clients; new ones get this one.
+      shared = new SharedReplay(read, channels, lastEventId, this.#onError);
+      this.#replays.set(key, shared);
+      this.#metrics.replaysInProgress++;
+    }
+    shared.join();
+    const resume: Resume = {
+      shared,
+      key,
+      next: 0,
+      feed: () => this.#feed(subscriber),
+      done: false,
+      held: [],
+      heldBytes: 0,
+    };
+    subscriber.resume = resume;
+    void shared.ready.then(() => this.#sendReplay(subscriber, resume));
   }
 
-  #sendReplay(
-    subscriber: Subscriber,
-    replay: Parameters<typeof composeReplay>[0],
-    lastEventId: string,
-  ): void {
-    const held = subscriber.held ?? [];
-    subscriber.held = null;
-    const stream = subscriber.stream;
-    if (stream.closed) return;
-    const { bytes, events, gap, upTo } = composeReplay(replay, lastEventId);
+  #sendReplay(subscriber: Subscriber, resume: Resume): void {
+    if (subscriber.resume !== resume) return; // it left meanwhile
+    const { shared } = resume;
     const metrics = this.#metrics;
-    if (gap) metrics.replayMisses++;
+    if (shared.gap) metrics.replayMisses++;
     else metrics.replayHits++;
-    if (bytes) {
-      // [seam] Pinned: whole, however long, and not counted against the client's bounds; the
-      // held events after it are.
-      stream[offerFrame](bytes, "pinned");
-      metrics.eventsDelivered += events;
-      metrics.bytesQueued += bytes.byteLength;
+    metrics.eventsDelivered += shared.events;
+    this.#feed(subscriber);
+  }
+
+  /**
+   * Queues replay pieces while the client's buffer has room, then waits for the client to take
+   * them. [seam] Pinned: never discarded (that would be a hole), and counted against the
+   * client's bounds, so one that stops reading pins about one buffer and meets `writeTimeout`.
+   * After the last piece, once the buffer is empty, the held events that the replay did not carry.
+   */
+  #feed(subscriber: Subscriber): void {
+    const resume = subscriber.resume;
+    if (resume === undefined) return;
+    const stream = subscriber.stream;
+    while (stream[onRoom](resume.feed, resume.done)) {
+      if (resume.done) {
+        // The held events are within the client's bounds: an empty buffer takes them all.
+        this.#release(subscriber);
+        for (const event of heldAfter(resume.held, resume.shared.upTo)) {
+          this.#queue(stream, event.frame, this.#overflow);
+        }
+        return;
+      }
+      const piece = resume.shared.take(resume.next);
+      if (piece === undefined) {
+        resume.done = true;
+        continue;
+      }
+      resume.next++;
+      stream[offerFrame](piece, "pinned");
+      this.#metrics.bytesQueued += piece.byteLength;
     }
-    for (const event of heldAfter(held, upTo)) this.#queue(stream, event.frame, this.#overflow);
+  }
+
+  /** Ends the client's part in its replay; the last client of a shared read lets it go. */
+  #release(subscriber: Subscriber): void {
+    const resume = subscriber.resume;
+    if (resume === undefined) return;
+    subscriber.resume = undefined;
+    const shared = resume.shared;
+    if (shared.leave(resume.next) > 0) return;
+    this.#metrics.replaysInProgress--;
+    if (this.#replays.get(resume.key) === shared) this.#replays.delete(resume.key);
   }
 
   #remove(subscriber: Subscriber): void {
     if (!this.#clients.delete(subscriber)) return;
+    this.#release(subscriber);
     for (const name of subscriber.channels) {
       const set = this.#channels.get(name);
       if (!set) continue;
@@ -684,12 +827,24 @@ function normalizeChannels(channels: string | readonly string[]): readonly strin
   return [...new Set(channels)];
 }
 
+/**
+ * The longest channel name, in UTF-16 code units: a name is a key of every map that holds the
+ * channel (and of the Redis keys of its history), so a client that picks names cannot make each
+ * entry cost more than this.
+ */
+const MAX_CHANNEL_LENGTH = 1024;
+
 function checkChannel(channel: unknown): asserts channel is string {
   if (typeof channel !== "string" || channel === "") {
     throw new TypeError(
       `Cannot use channel: a channel name must be a non-empty string, got \`${
         typeof channel === "string" ? '""' : String(channel)
       }\``,
+    );
+  }
+  if (channel.length > MAX_CHANNEL_LENGTH) {
+    throw new RangeError(
+      `Cannot use channel: a channel name must be at most ${MAX_CHANNEL_LENGTH} characters, got ${channel.length}`,
     );
   }
 }

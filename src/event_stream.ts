@@ -6,7 +6,13 @@ import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
 import { clock, type TimerHandle } from "./_clock.ts";
 import { quietRejection } from "./_promise.ts";
 import { type SseResponseInit, streamResponse } from "./_response.ts";
-import { closeReason, offerFrame, onStreamEnd, type OverflowPolicy } from "./_stream_control.ts";
+import {
+  closeReason,
+  offerFrame,
+  onRoom,
+  onStreamEnd,
+  type OverflowPolicy,
+} from "./_stream_control.ts";
 
 export type { OverflowPolicy } from "./_stream_control.ts";
 
@@ -36,8 +42,10 @@ export interface EventStreamOptions {
   bufferBytes?: number | undefined;
   /**
    * Milliseconds a chunk may wait for the runtime to take it (the client is reading) before the
-   * stream ends with reason `"timeout"`. This is what finds half-open connections and frozen
-   * tabs; `null` turns it off.
+   * stream ends with reason `"timeout"`. This is what finds clients that stopped reading; the
+   * heartbeat counts as data too, so a quiet stream whose client does not take it ends as well.
+   * A client whose kernel still takes bytes into its buffers cannot be told apart from one that
+   * reads until those are full (see docs/operations.md); `null` turns it off.
    * @default {30_000}
    */
   writeTimeout?: number | null | undefined;
@@ -65,7 +73,7 @@ export interface PublishOptions {
  */
 type Frame = string | Uint8Array | Pinned;
 
-/** Bytes queued whatever the bounds, never discarded, and not counted against the bounds. */
+/** Bytes queued whatever the bounds and never discarded; they count against the bounds. */
 class Pinned {
   constructor(readonly bytes: Uint8Array) {}
 }
@@ -77,6 +85,17 @@ type Waiter = { frame: string; resolve(): void; reject(error: unknown): void };
 const QUIET_HOPS = 4;
 /** Above this size a frame leaves as a chunk of its own, never copied into a joined chunk. */
 const SHARED_FRAME_BYTES = 16_384;
+/**
+ * The size of the chunks a large frame is handed to the runtime in: views of its bytes (the same
+ * bytes for every client that shares it, never copied), or for text longer than `SHORT_TEXT`,
+ * pieces of its own; one chunk per pull. A client that stops reading holds at most one chunk
+ * inside the runtime, and the rest is ours to let go when the stream ends.
+ */
+const CHUNK_BYTES = 65_536;
+/** The default `bufferSize`; the broker bounds a resuming client's held events by it too. */
+export const DEFAULT_BUFFER_SIZE = 256;
+/** The default `bufferBytes`. */
+export const DEFAULT_BUFFER_BYTES = 1_048_576;
 const OPEN = 0;
 const CLOSED = 1;
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -127,12 +146,14 @@ function noop(): void {}
 export class EventStream {
   #state = OPEN;
   #queue: Frame[] = [];
-  /** Frames in the queue that count against the bounds (pinned ones do not), and their size. */
+  /** Frames in the queue (pinned ones included), and their size, which the bounds limit. */
   #counted = 0;
   #queuedBytes = 0;
   #waiters: Waiter[] = [];
   /** The runtime asked for a chunk and got none yet: the next frame goes out at once. */
   #pulling = false;
+  /** Chunks of the last flush that the runtime has not asked for yet: one leaves per pull. */
+  #chunks: Uint8Array[] = [];
   #flushScheduled = false;
   #lastFlush = clock.now();
   #timer: TimerHandle | undefined;
@@ -143,6 +164,9 @@ export class EventStream {
   #reason: StreamClosedError | undefined;
   /** The broker's removal of this stream from its channels (see `_stream_control.ts`). */
   #onEnd: (() => void) | undefined;
+  /** The broker's replay feeder, waiting for room (see `_stream_control.ts`). */
+  #roomCallback: (() => void) | undefined;
+  #roomEmpty = false;
   #external: AbortSignal | undefined;
   readonly #bufferSize: number;
   readonly #bufferBytes: number;
@@ -165,12 +189,17 @@ export class EventStream {
       options.writeTimeout,
       30_000,
     );
-    this.#bufferSize = checkPositiveInteger("EventStream", "bufferSize", options.bufferSize, 256);
+    this.#bufferSize = checkPositiveInteger(
+      "EventStream",
+      "bufferSize",
+      options.bufferSize,
+      DEFAULT_BUFFER_SIZE,
+    );
     this.#bufferBytes = checkPositiveInteger(
       "EventStream",
       "bufferBytes",
       options.bufferBytes,
-      1_048_576,
+      DEFAULT_BUFFER_BYTES,
     );
     const opening = options.retry === undefined ? HEARTBEAT : encodeText(retryFrame(options.retry));
     this.readable = new ReadableStream<Uint8Array>({
@@ -178,6 +207,7 @@ export class EventStream {
         this.#controller = controller;
       },
       pull: () => {
+        if (this.#chunks.length > 0) return this.#handOut();
         this.#pulling = true;
         if (this.#queue.length > 0) this.#scheduleFlush();
       },
@@ -339,6 +369,8 @@ export class EventStream {
     if (this.#state === CLOSED) return -1;
     if (policy === "pinned") {
       this.#queue.push(new Pinned(frame));
+      this.#counted++;
+      this.#queuedBytes += frame.byteLength;
       if (this.#pulling) this.#scheduleFlush();
       return 0;
     }
@@ -352,6 +384,23 @@ export class EventStream {
     }
     this.#push(frame);
     return dropped;
+  }
+
+  /** Internal, for the broker (see `_stream_control.ts`): the replay's "feed me" hook. */
+  [onRoom](callback: () => void, empty = false): boolean {
+    if (this.#state === CLOSED) return false;
+    if (empty ? this.#counted === 0 : !this.#full()) return true;
+    this.#roomCallback = callback;
+    this.#roomEmpty = empty;
+    return false;
+  }
+
+  /** Runs the broker's room callback once a flush has made room (see `_stream_control.ts`). */
+  #roomMade(): void {
+    const callback = this.#roomCallback;
+    if (callback === undefined || (this.#roomEmpty ? this.#counted > 0 : this.#full())) return;
+    this.#roomCallback = undefined;
+    callback();
   }
 
   /** Internal, for the broker (see `_stream_control.ts`). */
@@ -397,7 +446,7 @@ export class EventStream {
     if (this.#pulling) this.#scheduleFlush();
   }
 
-  /** "drop-oldest": discards the oldest frames that count until there is room; pinned ones stay. */
+  /** "drop-oldest": discards the oldest frames until there is room; pinned ones stay. */
   #dropOldest(): number {
     const queue = this.#queue;
     let dropped = 0;
@@ -461,9 +510,8 @@ export class EventStream {
     this.#queue = [];
     this.#counted = 0;
     this.#queuedBytes = 0;
-    this.#pulling = false;
-    this.#lastFlush = clock.now();
-    for (const chunk of toChunks(queue)) this.#controller.enqueue(chunk);
+    this.#chunks = toChunks(queue);
+    this.#handOut();
     const waiters = this.#waiters;
     while (waiters.length > 0 && !this.#full()) {
       const waiter = waiters.shift()!;
@@ -472,6 +520,18 @@ export class EventStream {
       this.#queuedBytes += sizeOf(waiter.frame);
       waiter.resolve();
     }
+    this.#roomMade();
+  }
+
+  /**
+   * Gives the runtime the next chunk. The write timeout counts from here: a runtime that does not
+   * come back for more within it is stuck on a client that stopped reading.
+   */
+  #handOut(): void {
+    const chunk = this.#chunks.shift()!;
+    this.#pulling = false;
+    this.#lastFlush = clock.now();
+    this.#controller.enqueue(chunk);
   }
 
   #onExternalAbort = (): void => {
@@ -496,6 +556,12 @@ export class EventStream {
     if (delay !== Infinity) this.#timer = clock.setTimeout(EventStream.#fire, delay, this);
   }
 
+  /**
+   * The heartbeat is data like any other: it is handed out as a chunk, and a runtime that has not
+   * come back for more `writeTimeout` ms later ends the stream. What the runtime cannot show us
+   * is a client whose kernel still takes bytes into its buffers while its app reads nothing: on
+   * a quiet stream that only fills them at heartbeat pace (see docs/operations.md).
+   */
   #tick(): void {
     this.#timer = undefined;
     const since = clock.now() - this.#lastFlush;
@@ -518,11 +584,20 @@ export class EventStream {
     this.#external?.removeEventListener("abort", this.#onExternalAbort);
     this.#external = undefined;
     for (const waiter of this.#waiters.splice(0)) waiter.reject(reason);
+    const chunks = this.#chunks;
+    this.#chunks = [];
     try {
-      if (graceful && this.#queue.length > 0) {
-        // Hand over what is queued beyond the high-water mark: the runtime drains it, then ends.
-        for (const chunk of toChunks(this.#queue)) this.#controller.enqueue(chunk);
+      if (graceful) {
+        // What is queued still leaves: handed over beyond the high-water mark (the runtime
+        // drains it, then the body ends), as no timer may outlive the stream. A client that
+        // stopped reading holds it (at most the buffer's bounds and pinned frames) until its
+        // socket goes; see docs/operations.md.
+        for (const chunk of chunks) this.#controller.enqueue(chunk);
+        if (this.#queue.length > 0) {
+          for (const chunk of toChunks(this.#queue)) this.#controller.enqueue(chunk);
+        }
       }
+      // Not graceful: what was not handed out yet is dropped here, never given to the runtime.
       if (reason.reason === "timeout") this.#controller.error(reason);
       else this.#controller.close();
     } catch {
@@ -533,6 +608,7 @@ export class EventStream {
     this.#queuedBytes = 0;
     this.#reason = reason;
     this.#abort?.abort(reason);
+    this.#roomCallback = undefined;
     const onEnd = this.#onEnd;
     this.#onEnd = undefined;
     onEnd?.();
@@ -540,44 +616,80 @@ export class EventStream {
 }
 
 /**
- * The chunks of a flush. Runs of text are encoded once (far cheaper than once per frame: Deno's
- * encode has a fixed cost) and small frames are joined, so one write carries them all; a large
- * frame leaves as its own chunk, the same bytes for every client that shares it, never copied.
+ * The chunks of a flush, none above {@linkcode CHUNK_BYTES}. Runs of text are encoded once (far
+ * cheaper than once per frame: Deno's encode has a fixed cost) and small frames are joined, so one
+ * write carries them all; a large frame leaves as views of its bytes, the same bytes for every
+ * client that shares it, never copied; a long run of text is encoded in pieces of its own.
  */
 function toChunks(queue: readonly Frame[]): Uint8Array[] {
   const chunks: Uint8Array[] = [];
   let parts: Uint8Array[] = [];
   let total = 0;
   let text = "";
-  const endText = (): void => {
-    if (text === "") return;
-    const bytes = encodeText(text);
-    text = "";
-    parts.push(bytes);
-    total += bytes.byteLength;
-  };
   const endChunk = (): void => {
-    endText();
     if (parts.length === 1) chunks.push(parts[0]!);
     else if (parts.length > 1) chunks.push(concatBytes(parts, total));
     parts = [];
     total = 0;
   };
+  const join = (bytes: Uint8Array): void => {
+    if (total + bytes.byteLength > CHUNK_BYTES) endChunk();
+    parts.push(bytes);
+    total += bytes.byteLength;
+  };
+  const endText = (): void => {
+    if (text === "") return;
+    // A flush's usual run of small frames (the flush task stops near 64 KiB) is encoded once,
+    // as one chunk: one write, as before chunks were bounded. Only longer text is cut.
+    if (text.length <= SHORT_TEXT) join(encodeText(text));
+    else {
+      endChunk();
+      encodePieces(text, chunks);
+    }
+    text = "";
+  };
   for (const frame of queue) {
     if (typeof frame === "string") {
       text += frame;
+      if (text.length >= SHORT_TEXT) endText();
       continue;
     }
+    endText();
     const bytes = frame instanceof Pinned ? frame.bytes : frame;
-    if (bytes.byteLength >= SHARED_FRAME_BYTES) {
-      endChunk();
-      chunks.push(bytes);
-    } else {
-      endText();
-      parts.push(bytes);
-      total += bytes.byteLength;
+    if (bytes.byteLength < SHARED_FRAME_BYTES) {
+      join(bytes);
+      continue;
+    }
+    endChunk();
+    const length = bytes.byteLength;
+    for (let at = 0; at < length; at += CHUNK_BYTES) {
+      chunks.push(bytes.subarray(at, Math.min(at + CHUNK_BYTES, length)));
     }
   }
+  endText();
   endChunk();
   return chunks;
+}
+
+/** Text up to this many code units is encoded whole (at most 384 KiB, mostly about 64 KiB). */
+const SHORT_TEXT = 2 * CHUNK_BYTES;
+const pieceEncoder = new TextEncoder();
+
+/**
+ * Encodes a long text into chunks of at most {@linkcode CHUNK_BYTES}, each its own buffer, so the
+ * one the runtime holds for a client that stopped reading pins no more than that.
+ */
+function encodePieces(text: string, chunks: Uint8Array[]): void {
+  const length = text.length;
+  let at = 0;
+  while (at < length) {
+    let end = Math.min(at + CHUNK_BYTES, length);
+    // Never cut a surrogate pair: its lone half would be encoded as U+FFFD.
+    const last = text.charCodeAt(end - 1);
+    if (end < length && last >= 0xd800 && last <= 0xdbff) end--;
+    const buffer = new Uint8Array(CHUNK_BYTES);
+    const { read, written } = pieceEncoder.encodeInto(text.slice(at, end), buffer);
+    chunks.push(written === CHUNK_BYTES ? buffer : buffer.subarray(0, written));
+    at += read;
+  }
 }

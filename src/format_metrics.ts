@@ -1,4 +1,7 @@
-/** Counters an operator can scrape; every one but `clients` only grows. */
+/**
+ * Counters an operator can scrape; every one but the gauges `clients`, `historyBytes` and
+ * `replaysInProgress` only grows.
+ */
 export interface BrokerMetrics {
   /** Clients connected now. */
   clients: number;
@@ -18,6 +21,22 @@ export interface BrokerMetrics {
   replayHits: number;
   /** Reconnects with a `Last-Event-ID` that got the gap signal. */
   replayMisses: number;
+  /**
+   * Reconnects whose replay joined an identical one in progress (same channels, same
+   * `Last-Event-ID`): no read of their own, the same encoded bytes.
+   */
+  replaysShared: number;
+  /** Replays being fetched or sent now, a shared one once (a gauge). */
+  replaysInProgress: number;
+  /**
+   * Channels whose history was freed to stay within `historyBytes`, least recently used first.
+   * Stays 0 with a bridge that does not report it.
+   */
+  historyEvictions: number;
+  /** Channels whose history was freed after `historyTtl` untouched. Stays 0 with a bridge that does not report it. */
+  historyExpirations: number;
+  /** Estimated bytes of history held now (a gauge). Stays 0 with a bridge that does not report it. */
+  historyBytes: number;
 }
 
 /** A broker's counters, all at zero. */
@@ -32,6 +51,11 @@ export function emptyMetrics(): BrokerMetrics {
     slowConsumers: 0,
     replayHits: 0,
     replayMisses: 0,
+    replaysShared: 0,
+    replaysInProgress: 0,
+    historyEvictions: 0,
+    historyExpirations: 0,
+    historyBytes: 0,
   };
 }
 
@@ -55,6 +79,21 @@ const ROWS: readonly [keyof BrokerMetrics, string, "gauge" | "counter", string][
   ],
   ["replayHits", "replay_hits_total", "counter", "Reconnects fully replayed"],
   ["replayMisses", "replay_misses_total", "counter", "Reconnects that got the gap signal"],
+  ["replaysShared", "replays_shared_total", "counter", "Replays that joined an identical read"],
+  ["replaysInProgress", "replays_in_progress", "gauge", "Replays being fetched or sent"],
+  [
+    "historyEvictions",
+    "history_evictions_total",
+    "counter",
+    "Channels whose history was freed for the byte budget",
+  ],
+  [
+    "historyExpirations",
+    "history_expirations_total",
+    "counter",
+    "Channels whose history was freed for being untouched",
+  ],
+  ["historyBytes", "history_bytes", "gauge", "Estimated bytes of history held"],
 ];
 
 /**

@@ -91,3 +91,13 @@ export class VirtualClock implements Clock {
     await settle();
   }
 }
+
+/** Runs `fn` with the package on a new virtual clock, and puts the system clock back after. */
+export async function onVirtualClock(fn: (clock: VirtualClock) => Promise<void>): Promise<void> {
+  const clock = new VirtualClock().install();
+  try {
+    await fn(clock);
+  } finally {
+    clock.uninstall();
+  }
+}

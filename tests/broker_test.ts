@@ -658,6 +658,11 @@ describe("Broker metrics", () => {
       slowConsumers: 0,
       replayHits: 0,
       replayMisses: 0,
+      replaysShared: 0,
+      replaysInProgress: 0,
+      historyEvictions: 0,
+      historyExpirations: 0,
+      historyBytes: 0,
     };
     assert.deepEqual(broker.metrics(), zero);
     const reader = broker.subscribe(["a", "b"]);
@@ -673,7 +678,8 @@ describe("Broker metrics", () => {
     assert.throws(() => broker.subscribe("a"), BrokerLimitError);
     await delay(0);
     const metrics = broker.metrics();
-    assert.deepEqual({ ...metrics, bytesQueued: 0 }, {
+    assert.ok(metrics.historyBytes > 0, `historyBytes ${metrics.historyBytes}`);
+    assert.deepEqual({ ...metrics, bytesQueued: 0, historyBytes: 0 }, {
       ...zero,
       clients: 3,
       connectionsTotal: 4,
@@ -683,6 +689,8 @@ describe("Broker metrics", () => {
       slowConsumers: 1,
       replayHits: 1,
       replayMisses: 1,
+      // hit and miss are unread: the live events they may get wait for their buffers to empty.
+      replaysInProgress: 2,
     });
     // 4 live frames of 15 bytes, the replayed one, and the gap signal.
     assert.ok(metrics.bytesQueued > 5 * 15, `bytesQueued ${metrics.bytesQueued}`);
@@ -704,6 +712,11 @@ describe("Broker metrics", () => {
       slowConsumers: 2,
       replayHits: 4,
       replayMisses: 5,
+      replaysShared: 3,
+      replaysInProgress: 1,
+      historyEvictions: 6,
+      historyExpirations: 7,
+      historyBytes: 8_192,
     };
     for (const prefix of [undefined, "app_sse_"]) {
       const text = formatMetrics(metrics, prefix);
@@ -730,7 +743,7 @@ describe("Broker metrics", () => {
         samples.set(match[1]!, Number(match[2]));
       }
       const p = prefix ?? "flume_";
-      assert.equal(samples.size, 9);
+      assert.equal(samples.size, 14);
       assert.equal(samples.get(`${p}clients`), 3);
       assert.equal(types.get(`${p}clients`), "gauge");
       assert.equal(samples.get(`${p}connections_total`), 10);
@@ -741,6 +754,10 @@ describe("Broker metrics", () => {
       assert.equal(samples.get(`${p}slow_consumers_total`), 2);
       assert.equal(samples.get(`${p}replay_hits_total`), 4);
       assert.equal(samples.get(`${p}replay_misses_total`), 5);
+      assert.equal(samples.get(`${p}history_evictions_total`), 6);
+      assert.equal(samples.get(`${p}history_expirations_total`), 7);
+      assert.equal(samples.get(`${p}history_bytes`), 8_192);
+      assert.equal(types.get(`${p}history_bytes`), "gauge");
       for (const [name, type] of types) {
         if (type === "counter") assert.ok(name.endsWith("_total"), `${name} ends with _total`);
       }

@@ -7,17 +7,7 @@ import {
   StreamOverflowError,
 } from "../mod.ts";
 import { delay, reasonOf, waitFor } from "./_helpers.ts";
-import { settle, VirtualClock } from "./_clock.ts";
-
-/** Runs `fn` with the package on a virtual clock. */
-async function onVirtualClock(fn: (clock: VirtualClock) => Promise<void>): Promise<void> {
-  const clock = new VirtualClock().install();
-  try {
-    await fn(clock);
-  } finally {
-    clock.uninstall();
-  }
-}
+import { onVirtualClock, settle } from "./_clock.ts";
 
 /** Whether `promise` settled within the microtasks and one macrotask turn. */
 async function settledNow(promise: Promise<unknown>): Promise<boolean> {

@@ -3,14 +3,76 @@
  * event one place in one order, the same on every worker, and lets a replay read history and
  * the head in one step.
  *
- * Keys (under the bridge's prefix): `meta` is a hash with `epoch`, `seq` and `run` (the run id
- * of the Redis server that handed out the current epoch); `events` is the one pub/sub channel;
- * `b` is the broadcast history and `c:<channel>` a channel's, both streams whose entry ids are
- * `<seq>-0` and whose entries hold `e` (epoch), `p` (the seq of the channel's previous event,
- * which is how a trimmed event is noticed), `m` (the payload, see `_message.ts`) and, for an id
- * the caller chose, `i`.
+ * Keys (under the bridge's prefix): `meta` is a hash with `epoch`, `seq`, `run` (the run id
+ * of the Redis server that handed out the current epoch) and `lb` (`<epoch> <seq>` of the last
+ * broadcast kept in history); `events` is the one pub/sub channel; `b` is the broadcast history
+ * and `c:<channel>` a channel's, both streams whose entry ids are `<seq>-0` and whose entries
+ * hold `e` (epoch), `p` (the seq of the channel's previous event, which is how a trimmed event is
+ * noticed), `m` (the payload, see `_message.ts`) and, for an id the caller chose, `i`.
+ *
+ * History expires: a stream lives `ttl` ms after its channel's last publish or replay. So that a
+ * stream that is gone is never read as "no events" (a hole), each channel also has a marker
+ * `l:<channel>` = `<epoch> <seq>` of its last event, living four times as long (broadcasts keep
+ * theirs in `meta`, which never expires), and the hash `w` records the watermark: once per
+ * `ttl / 4` ms, the head at that time, with the shortest marker lifetime used since and Redis's
+ * `evicted_keys` count. When a stream and its marker are both gone, the marker expired (or was
+ * evicted, which the count shows), so the channel's last event is older than what the watermark
+ * gives: a client before the watermark gets the gap signal. It may be a gap that was not real
+ * for a very old position; never a hole.
  * @module
  */
+
+/**
+ * Lua shared by the publish and replay scripts: the time, Redis's eviction count, the
+ * watermark, and a lifetime that only grows.
+ */
+const COMMON = `
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- How many keys Redis has evicted (any key: only its changes matter), '-' when INFO is refused.
+local function evicted()
+  local info = redis.pcall('INFO', 'stats')
+  if type(info) == 'string' then return string.match(info, 'evicted_keys:(%d+)') or '-' end
+  return '-'
+end
+-- The watermark records of hash w, oldest first: {time, head, shortest marker life, evicted}.
+local function records(w)
+  local all = redis.call('HGETALL', w)
+  local list = {}
+  for i = 1, #all, 2 do
+    local h, m, e = string.match(all[i + 1], '^(%d+) (%d+) (%S+)$')
+    if h and all[i] ~= 'last' then
+      list[#list + 1] = {tonumber(all[i]), tonumber(h), tonumber(m), e}
+    end
+  end
+  table.sort(list, function(a, b) return a[1] < b[1] end)
+  return list
+end
+-- A publish after record i can have lost its marker by now: it expired (the shortest life
+-- used after the record has passed; 5 ms for the rounding between TIME and key expiry) or
+-- keys were evicted since. The answer is the head at the next record (every event before it
+-- has a lower seq), or the current head.
+local function watermark(w, now, head)
+  local list = records(w)
+  local n = #list
+  if n == 0 or list[n][4] ~= evicted() or list[n][1] > now then return head end
+  local k = 0
+  for i = 1, n do
+    if list[i][1] + list[i][3] <= now + 5 then k = i end
+    if i > 1 and list[i][4] ~= list[i - 1][4] then k = math.max(k, i - 1) end
+  end
+  if k == n then return head end
+  return list[k + 1][2]
+end
+-- Sets a key's lifetime to at least ms: a marker must never expire earlier than its publisher
+-- said, or the watermark would not cover it.
+local function extend(key, ms)
+  local left = redis.call('PTTL', key)
+  if left >= 0 and left < ms then redis.call('PEXPIRE', key, ms) end
+end
+`;
 
 /**
  * Makes sure there is an epoch, starts a new one when the Redis server changed (a restart or a
@@ -42,13 +104,14 @@ return {epoch, seq}
 
 /**
  * Gives an event the next seq, stores it in its channel's stream when history is kept (trimmed
- * to `history` entries), and publishes it. A new epoch is announced by a checkpoint first:
- * workers take a new epoch only from a checkpoint, so a stray message cannot switch them.
+ * to `history` entries, expiring `ttl` ms later), moves the channel's marker and the watermark,
+ * and publishes it. A new epoch is announced by a checkpoint first: workers take a new epoch
+ * only from a checkpoint, so a stray message cannot switch them.
  *
- * KEYS: meta, events, stream. ARGV: a new epoch to use if needed, payload, history, caller's id
- * or "".
+ * KEYS: meta, events, stream, marker (meta for a broadcast: its marker is the `lb` field),
+ * watermark. ARGV: a new epoch to use if needed, payload, history, caller's id or "", ttl (ms).
  */
-export const PUBLISH_SCRIPT = `
+export const PUBLISH_SCRIPT = COMMON + `
 local meta = KEYS[1]
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
@@ -60,7 +123,10 @@ local seq = redis.call('HINCRBY', meta, 'seq', 1)
 local s = string.format('%d', seq)
 local history = tonumber(ARGV[3])
 if history > 0 then
-  local key = KEYS[3]
+  local key, marker, w = KEYS[3], KEYS[4], KEYS[5]
+  local ttl = tonumber(ARGV[5])
+  local life = ttl * 4
+  local now = clock()
   local prev = '0'
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   if last then
@@ -71,6 +137,18 @@ if history > 0 then
       -- left over from an earlier epoch: its events are no one's history any more
       redis.call('DEL', key)
     end
+  else
+    -- No stream: new, expired or evicted. Its first entry's p must still cover every event
+    -- the channel had, or a replay would read the gone ones as "none".
+    local mark
+    if marker == meta then mark = redis.call('HGET', meta, 'lb') else mark = redis.call('GET', marker) end
+    if mark then
+      local e, m = string.match(mark, '^(%S+) (%d+)$')
+      if e == epoch then prev = m elseif e == nil then prev = string.format('%d', seq - 1) end
+    elseif marker ~= meta then
+      -- (meta never expires: without lb there was no broadcast in history yet)
+      prev = string.format('%d', watermark(w, now, seq - 1))
+    end
   end
   if ARGV[4] == '' then
     redis.call('XADD', key, 'MAXLEN', history, s .. '-0', 'e', epoch, 'p', prev, 'm', ARGV[2])
@@ -78,23 +156,59 @@ if history > 0 then
     redis.call('XADD', key, 'MAXLEN', history, s .. '-0', 'e', epoch, 'p', prev, 'm', ARGV[2],
       'i', ARGV[4])
   end
+  redis.call('PEXPIRE', key, ttl)
+  if marker == meta then
+    redis.call('HSET', meta, 'lb', epoch .. ' ' .. s)
+  else
+    redis.call('SET', marker, epoch .. ' ' .. s, 'PX', life)
+  end
+  -- The watermark: a record per ttl/4 ms with the head before this event; the record's
+  -- shortest marker life drops to this one's if it is shorter.
+  local newest = tonumber(redis.call('HGET', w, 'last'))
+  if newest and now < newest then
+    -- The clock went back: older records would say "before t" of times that came again.
+    -- Starting over is safe (fewer records only make the watermark later).
+    redis.call('DEL', w)
+    newest = nil
+  end
+  if newest == nil or now - newest >= math.max(1, math.floor(ttl / 4)) then
+    local t = string.format('%d', now)
+    redis.call('HSET', w, t, string.format('%d %d ', seq - 1, life) .. evicted(), 'last', t)
+    -- Records before the newest one that is fully expired no longer decide anything; at most
+    -- 64 are kept (dropping the oldest only makes the watermark later: more gaps, no hole).
+    local list = records(w)
+    local drop = #list - 64
+    for i = 1, #list do
+      if list[i][1] + list[i][3] <= now then drop = math.max(drop, i - 1) end
+    end
+    for i = 1, drop do redis.call('HDEL', w, string.format('%d', list[i][1])) end
+  else
+    local t = string.format('%d', newest)
+    local h, m, e = string.match(redis.call('HGET', w, t) or '', '^(%d+) (%d+) (%S+)$')
+    if h and life < tonumber(m) then
+      redis.call('HSET', w, t, h .. ' ' .. string.format('%d', life) .. ' ' .. e)
+    end
+  end
 end
 redis.call('PUBLISH', KEYS[2], 'f1 ' .. epoch .. ' ' .. s .. ' ' .. ARGV[2])
 return {epoch, s}
 `;
 
 /**
- * What a client at a position missed on some streams, and the head, in one atomic step.
+ * What a client at a position missed on some channels, and the head, in one atomic step. Every
+ * stream it reads lives `ttl` ms more, every marker at least four times that: a client that
+ * keeps coming back keeps its channels' history.
  *
- * KEYS: meta, then the streams (broadcasts first). ARGV: a new epoch to use if needed, the
- * client's raw id (or "" when too long to look up), the epoch and seq parsed from it (or ""),
- * the channel (where a new epoch is announced).
+ * KEYS: meta, watermark, then a stream and its marker per channel (broadcasts first, with meta
+ * as their marker). ARGV: a new epoch to use if needed, the client's raw id (or "" when too
+ * long to look up), the epoch and seq parsed from it (or ""), the channel (where a new epoch is
+ * announced), ttl (ms).
  * Returns `{epoch, head, 0}` for an unknown position, else `{epoch, head, 1, gaps, events}` with
- * `gaps` the (1-based) stream numbers that lost events after the position and `events` a flat
+ * `gaps` the (1-based) channel numbers that lost events after the position and `events` a flat
  * list of seq, payload.
  */
-export const REPLAY_SCRIPT = `
-local meta = KEYS[1]
+export const REPLAY_SCRIPT = COMMON + `
+local meta, w = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -102,19 +216,42 @@ if not epoch then
   redis.call('PUBLISH', ARGV[5], 'f1 ' .. epoch .. ' ' .. (redis.call('HGET', meta, 'seq') or '0') .. ' head')
 end
 local head = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local ttl = tonumber(ARGV[6])
 local after = nil
 local position = tonumber(ARGV[4])
 if ARGV[3] == epoch and position and position <= head then after = position end
-local firsts = {}
-for k = 2, #KEYS do
-  local first = redis.call('XRANGE', KEYS[k], '-', '+', 'COUNT', 1)[1]
-  if first and first[2][2] == epoch then firsts[k] = tonumber(first[2][4]) end
+-- firsts[k]: the seq before channel k's oldest stored event; limits[k]: for a channel whose
+-- stream is gone, the seq its last event had at most.
+local firsts, limits = {}, {}
+local channels = (#KEYS - 2) / 2
+local below = nil
+for k = 1, channels do
+  local stream, marker = KEYS[2 * k + 1], KEYS[2 * k + 2]
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if first then
+    -- (a stream left from an earlier epoch holds no one's history: let it expire)
+    if first[2][2] == epoch then
+      firsts[k] = tonumber(first[2][4])
+      redis.call('PEXPIRE', stream, ttl)
+    end
+  else
+    local mark
+    if marker == meta then mark = redis.call('HGET', meta, 'lb') else mark = redis.call('GET', marker) end
+    if mark then
+      local e, m = string.match(mark, '^(%S+) (%d+)$')
+      if e == epoch then limits[k] = tonumber(m) elseif e == nil then limits[k] = head end
+    elseif marker ~= meta then
+      if below == nil then below = watermark(w, clock(), head) end
+      limits[k] = below
+    end
+  end
+  if marker ~= meta then extend(marker, ttl * 4) end
 end
 if after == nil and ARGV[2] ~= '' then
   -- an id the publisher chose: the newest event that carries it
-  for k = 2, #KEYS do
+  for k = 1, channels do
     if firsts[k] then
-      for _, entry in ipairs(redis.call('XRANGE', KEYS[k], '-', '+')) do
+      for _, entry in ipairs(redis.call('XRANGE', KEYS[2 * k + 1], '-', '+')) do
         local f = entry[2]
         if f[7] == 'i' and f[8] == ARGV[2] then
           local n = tonumber(string.match(entry[1], '^(%d+)'))
@@ -127,13 +264,15 @@ end
 if after == nil then return {epoch, head, 0} end
 local gaps, events = {}, {}
 local from = string.format('%d', after + 1)
-for k = 2, #KEYS do
+for k = 1, channels do
   if firsts[k] then
-    if firsts[k] > after then gaps[#gaps + 1] = k - 1 end
-    for _, entry in ipairs(redis.call('XRANGE', KEYS[k], from, '+')) do
+    if firsts[k] > after then gaps[#gaps + 1] = k end
+    for _, entry in ipairs(redis.call('XRANGE', KEYS[2 * k + 1], from, '+')) do
       events[#events + 1] = string.match(entry[1], '^(%d+)')
       events[#events + 1] = entry[2][6]
     end
+  elseif limits[k] and limits[k] > after then
+    gaps[#gaps + 1] = k
   end
 end
 return {epoch, head, 1, gaps, events}

@@ -80,4 +80,4 @@ export {
   type RedisBridgeErrorOptions,
   type RedisBridgeErrorReason,
 } from "./redis_bridge_error.ts";
-export type { Bridge, BridgeEvent, BridgeReplay } from "../bridge.ts";
+export type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "../bridge.ts";

@@ -1,4 +1,4 @@
-import type { Bridge, BridgeEvent, BridgeReplay } from "../bridge.ts";
+import type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "../bridge.ts";
 import { clock, type TimerHandle } from "../_clock.ts";
 import { MAX_ID_LENGTH } from "../_wire.ts";
 import { adapterFor } from "./_adapters.ts";
@@ -67,6 +67,9 @@ interface Waiter {
   timeout(): void;
 }
 
+/** How long history lives in Redis after its channel's last publish or replay, by default. */
+const DEFAULT_TTL = 3_600_000;
+
 /** The ids the bridge makes: `<epoch>-<seq>`. */
 const ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
 
@@ -80,6 +83,11 @@ function noop(): void {}
  * Bring your own client (npm `redis`, `ioredis` or Bun's built-in `RedisClient`): two
  * connected connections, one for commands and one for the subscription. The bridge adds
  * listeners to them and removes them on `broker.close()`; it never connects or quits them.
+ *
+ * History keys expire the broker's `historyTtl` after their channel's last publish or replay
+ * (an hour when the bridge is opened without limits), and a client whose history is gone gets
+ * the gap signal, never a hole. Redis's `maxmemory` (with `volatile-ttl`) is the byte budget:
+ * the cost per channel and the settings are in docs/scaling-out.md, "History in Redis".
  *
  * @param options The two connections (or an adapter), the key prefix, the timeout, `onError`.
  * @returns The bridge, for `new Broker({ bridge })`.
@@ -110,7 +118,11 @@ class RedisBridge implements Bridge {
   /** The pub/sub channel: set on open, once the database number is known (see `#subscribe`). */
   #channel: string;
   readonly #meta: string;
+  /** The watermark hash (see `_scripts.ts`): what a channel whose keys are all gone had at most. */
+  readonly #watermark: string;
   readonly #timeout: number;
+  /** Ms that a stream lives after its channel's last publish or replay; set on open. */
+  #ttl = DEFAULT_TTL;
   readonly #onError: (error: RedisBridgeError) => void;
   /**
    * The epoch this bridge starts in Redis when there is none: whoever comes first wins. Made on
@@ -155,6 +167,7 @@ class RedisBridge implements Bridge {
     this.#prefix = prefix;
     this.#channel = channelName(prefix, 0);
     this.#meta = `${prefix}meta`;
+    this.#watermark = `${prefix}w`;
     const timeout = options.timeout ?? 5_000;
     if (!Number.isSafeInteger(timeout) || timeout <= 0) {
       throw new RangeError(
@@ -167,7 +180,19 @@ class RedisBridge implements Bridge {
     this.#onError = options.onError ?? ((error) => console.error("Redis bridge:", error));
   }
 
-  async open(deliver: (event: BridgeEvent) => void, lost?: () => void): Promise<void> {
+  async open(
+    deliver: (event: BridgeEvent) => void,
+    lost?: () => void,
+    limits?: HistoryLimits,
+  ): Promise<void> {
+    // Only the lifetime: Redis's own `maxmemory` is the byte budget (see docs/scaling-out.md).
+    const ttl = limits?.ttl ?? DEFAULT_TTL;
+    if (!Number.isSafeInteger(ttl) || ttl <= 0) {
+      throw new RangeError(
+        `Cannot open Redis bridge: \`ttl\` must be a positive integer, got \`${String(ttl)}\``,
+      );
+    }
+    this.#ttl = ttl;
     this.#deliver = deliver;
     this.#lost = lost ?? noop;
     this.#listening = this.#subscribe();
@@ -195,8 +220,14 @@ class RedisBridge implements Bridge {
     const reply = await this.#call(
       "publish event",
       PUBLISH_SCRIPT,
-      [this.#meta, this.#channel, this.#streamKey(event.channel)],
-      [this.#candidate, payload, String(history), id ?? ""],
+      [
+        this.#meta,
+        this.#channel,
+        this.#streamKey(event.channel),
+        this.#markerKey(event.channel),
+        this.#watermark,
+      ],
+      [this.#candidate, payload, String(history), id ?? "", String(this.#ttl)],
     );
     const [epoch, seq] = parseHead(reply, "publish event");
     // Resolve only once the event came back through the subscription and went to `deliver`:
@@ -218,13 +249,18 @@ class RedisBridge implements Bridge {
     const reply = await this.#call(
       "replay events",
       REPLAY_SCRIPT,
-      [this.#meta, this.#streamKey(null), ...channels.map((c) => this.#streamKey(c))],
+      [
+        this.#meta,
+        this.#watermark,
+        ...[null, ...channels].flatMap((c) => [this.#streamKey(c), this.#markerKey(c)]),
+      ],
       [
         this.#candidate,
         usable ? lastEventId : "",
         ours?.[1] ?? "",
         ours?.[2] ?? "",
         this.#channel,
+        String(this.#ttl),
       ],
     );
     const [epoch, headSeq] = parseHead(reply, "replay events");
@@ -326,6 +362,11 @@ class RedisBridge implements Bridge {
 
   #streamKey(channel: string | null): string {
     return channel === null ? `${this.#prefix}b` : `${this.#prefix}c:${channel}`;
+  }
+
+  /** Where the seq of a channel's last event outlives its stream; broadcasts keep it in meta. */
+  #markerKey(channel: string | null): string {
+    return channel === null ? this.#meta : `${this.#prefix}l:${channel}`;
   }
 
   async #ready(action: string): Promise<void> {

@@ -84,6 +84,7 @@ export {
   BrokerClosedError,
   BrokerLimitError,
   type BrokerLimitErrorOptions,
+  type BrokerLimitReason,
   StreamClosedError,
   type StreamClosedErrorOptions,
   type StreamCloseReason,
@@ -95,9 +96,10 @@ export {
   type BrokerCloseOptions,
   type BrokerOptions,
   type BrokerPublishOptions,
+  type EventVocabulary,
   type PublishRest,
   STREAM_RESET_EVENT,
   type SubscribeOptions,
 } from "./src/broker.ts";
 export { type BrokerMetrics, formatMetrics } from "./src/format_metrics.ts";
-export type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "./src/bridge.ts";
+export type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "./src/bridge.ts";

@@ -31,6 +31,7 @@ const BENCHES = [
   { name: "client", file: "client_bench.ts", timeout: 150 },
   { name: "broker", file: "broker_bench.ts", timeout: 180 },
   { name: "redis", file: "redis_bench.ts", timeout: 150 },
+  { name: "chaos", file: "chaos_bench.ts", timeout: 300 },
 ];
 
 function binary(name) {

@@ -1,4 +1,5 @@
-import type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "./bridge.ts";
+import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "./bridge.ts";
+import { type HistoryStats, historyStats, type ReportsHistory } from "./_bridge_stats.ts";
 import { clock } from "./_clock.ts";
 import { MAX_ID_LENGTH } from "./_wire.ts";
 
@@ -34,29 +35,6 @@ interface Ring {
 }
 
 const BROADCAST = null;
-
-/** What a bridge that bounds its history reports for `broker.metrics()`. */
-export interface HistoryStats {
-  /** Channels whose history was freed to stay within the byte budget. */
-  evictions: number;
-  /** Channels whose history was freed for being untouched longer than the ttl. */
-  expirations: number;
-  /** Estimated bytes of history held now. */
-  bytes: number;
-}
-
-/** The method of a bridge that reports {@linkcode HistoryStats}; a bridge without it reports none. */
-export const historyStats: unique symbol = Symbol("flume.historyStats");
-
-/** A bridge that reports its history's bounds at work. */
-export interface ReportsHistory {
-  [historyStats](): HistoryStats;
-}
-
-/** What a bridge reports, or undefined for one that does not. */
-export function historyStatsOf(bridge: Bridge): HistoryStats | undefined {
-  return historyStats in bridge ? (bridge as Bridge & ReportsHistory)[historyStats]() : undefined;
-}
 
 /**
  * The broker's own bridge: one process, history in memory, bounded by a time to live and a byte
@@ -104,7 +82,7 @@ export class MemoryBridge implements Bridge, ReportsHistory {
 
   open(
     deliver: (event: BridgeEvent) => void,
-    _lost?: () => void,
+    _lost?: (gap: BridgeGap) => void,
     limits?: HistoryLimits,
   ): Promise<void> {
     this.#deliver = deliver;

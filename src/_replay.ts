@@ -18,12 +18,20 @@ import { encodeText } from "./_bytes.ts";
 import { encodeEvent, MAX_ID_LENGTH, withId } from "./_wire.ts";
 
 /**
- * The event a client gets when it resumes with a `Last-Event-ID` whose missed events are no
- * longer all in history (or that the broker does not know, e.g. after a restart): the app should
- * refetch its state. Its data is JSON: `{ "channels": [...], "lastEventId": "..." }`, the
- * channels whose events were lost and the id the client came back with. Its `id` is the newest
- * position, so the client resumes from there next time. The name is reserved: publishing it
- * throws.
+ * The gap signal: the app should refetch its state. A client gets it in two cases:
+ *
+ * - it resumes with a `Last-Event-ID` whose missed events are no longer all in history (or that
+ *   the broker does not know, e.g. after a restart): then it ends the replay;
+ * - in-band, on its open stream, when the bridge lost events for good while the client was
+ *   connected (Redis restarted without persistence, or missed events were trimmed before they
+ *   could be fetched): then it comes in order, after the events from before the loss and before
+ *   those from after it, and the stream stays open.
+ *
+ * Its data is JSON: `{ "channels": [...], "lastEventId": "..." | null }`, the client's channels
+ * whose events were lost and the position before the loss: the id the client came back with, or
+ * for an in-band signal the id of the last event delivered before the loss (`null` when there was
+ * none). Its `id`, when known, is the newest position, so the client resumes from there next
+ * time. The name is reserved: publishing it throws.
  *
  * @example Refetch state in the browser on a gap
  * ```ts ignore
@@ -41,10 +49,15 @@ export const STREAM_RESET_EVENT = "stream-reset";
  */
 export const PIECE_BYTES = 65_536;
 
-/** A live event held back while a replay is fetched and sent. */
+/**
+ * A live event held back while a replay is fetched and sent, or an in-band gap signal held in
+ * its place among them (`gap`: never dropped; its `seq` is the position the bridge went on from,
+ * `Infinity` when unknown).
+ */
 export interface HeldEvent {
   seq: number;
   frame: Uint8Array;
+  gap?: true | undefined;
 }
 
 /** What a bridge answered, or `head: undefined` when it failed (then every channel has a gap). */
@@ -57,9 +70,35 @@ export function encodeStored(event: BridgeEvent): Uint8Array {
   return encodeText(withId(event.body, event.id));
 }
 
-/** The held events that come after the replay, in order. */
+/**
+ * The held events that come after the replay, in order. A held gap signal goes by the position
+ * the bridge went on from: at or before the replay's, the replay was read after the loss and
+ * tells the client the truth itself (and the signal's id would take it back); after it, or
+ * unknown (`Infinity`), the signal is kept, as a second signal costs a refetch and a missing one
+ * a silent hole.
+ */
 export function heldAfter(held: readonly HeldEvent[], upTo: number): HeldEvent[] {
   return held.filter((event) => event.seq > upTo);
+}
+
+/**
+ * The text of one gap signal (see {@linkcode STREAM_RESET_EVENT}).
+ * @param channels The channels whose events were lost.
+ * @param lastEventId The position before the loss, or null when there was none.
+ * @param id The position to resume from, when known.
+ * @returns The frame.
+ * @throws {TypeError} `id` is not one the wire can carry.
+ */
+export function gapSignal(
+  channels: readonly string[],
+  lastEventId: string | null,
+  id: string | undefined,
+): string {
+  return encodeEvent({
+    event: STREAM_RESET_EVENT,
+    ...(id === undefined ? {} : { id }),
+    data: { channels, lastEventId },
+  });
 }
 
 /**
@@ -171,13 +210,7 @@ export class SharedReplay {
     this.upTo = upTo;
     this.events = events.length;
     this.gap = gaps.length > 0;
-    const signal = this.gap
-      ? encodeEvent({
-        event: STREAM_RESET_EVENT,
-        ...(head ? { id: head.id } : {}),
-        data: { channels: gaps, lastEventId: echo },
-      })
-      : undefined;
+    const signal = this.gap ? gapSignal(gaps, echo, head?.id) : undefined;
     this.#writer = new PieceWriter(events, signal);
   }
 }

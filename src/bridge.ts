@@ -41,6 +41,32 @@ export interface BridgeReplay {
 }
 
 /**
+ * Events a bridge missed and cannot deliver any more, as it tells its broker (see
+ * {@linkcode Bridge.open}): everything delivered before it came before the loss, everything
+ * delivered after it comes after.
+ *
+ * @example A Redis restart without persistence: every channel, and a new position
+ * ```ts
+ * import type { BridgeGap } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const gap: BridgeGap = { channels: null, after: "k9x2-7", head: { seq: 0, id: "p3q1-0" } };
+ * assert.equal(gap.channels, null); // unknown: every channel, broadcasts included
+ * ```
+ */
+export interface BridgeGap {
+  /** The channels whose events were lost, or `null` when that is not known (then every one). */
+  channels: string[] | null;
+  /** The id of the last position delivered before the loss, when there was one. */
+  after: string | undefined;
+  /**
+   * The position the bridge goes on from: the gap signal carries its id, so that a client that
+   * reconnects later resumes from there. Undefined when the bridge cannot tell yet.
+   */
+  head: { seq: number; id: string } | undefined;
+}
+
+/**
  * How long and how much history a bridge keeps, beyond the `history` events per channel that
  * `publish()` is given: the broker passes its `historyTtl` and `historyBytes` options.
  *
@@ -87,13 +113,14 @@ export interface HistoryLimits {
 export interface Bridge {
   /**
    * Starts delivering events; called once by the broker that owns the bridge. A bridge that
-   * finds it missed events it can no longer deliver in order (its connection dropped) calls
-   * `lost`: the broker then ends every stream, so that each client resumes from its
-   * `Last-Event-ID` (a replay, or the gap signal) instead of silently skipping them.
+   * missed events should fetch them and deliver them in order (heal in-band); when they are gone
+   * for good (its store lost its data, or they were trimmed) it calls `lost`, in order with
+   * `deliver`: the broker then sends the affected clients the gap signal on their open streams,
+   * and they go on from the new position.
    */
   open(
     deliver: (event: BridgeEvent) => void,
-    lost?: () => void,
+    lost?: (gap: BridgeGap) => void,
     limits?: HistoryLimits,
   ): Promise<void>;
   /**

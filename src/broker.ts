@@ -13,19 +13,17 @@ import { checkId, encodeBody, encodeEvent, MAX_ID_LENGTH, retryFrame } from "./_
 import { encodeText } from "./_bytes.ts";
 import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
 import { quietRejection } from "./_promise.ts";
+import { clock } from "./_clock.ts";
+import { bridgeStatsOf, historyStatsOf } from "./_bridge_stats.ts";
 import { requestSignal } from "./_runtime.ts";
 import type { SseResponseInit } from "./_response.ts";
-import type { Bridge, BridgeEvent, BridgeReplay } from "./bridge.ts";
-import {
-  DEFAULT_HISTORY_BYTES,
-  DEFAULT_HISTORY_TTL,
-  historyStatsOf,
-  MemoryBridge,
-} from "./_memory_bridge.ts";
+import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay } from "./bridge.ts";
+import { DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_TTL, MemoryBridge } from "./_memory_bridge.ts";
 import { BrokerClosedError, BrokerLimitError } from "./errors.ts";
 import { type BrokerMetrics, emptyMetrics } from "./format_metrics.ts";
 import {
   encodeStored,
+  gapSignal,
   heldAfter,
   type HeldEvent,
   SharedReplay,
@@ -34,13 +32,34 @@ import {
 
 export { STREAM_RESET_EVENT } from "./_replay.ts";
 
+/**
+ * The declared event names as one object, each name a key set to `true`: checked against the
+ * broker's `Events` type in both directions (a name missing or extra is a compile error), or, with
+ * no type given, the source the names are inferred from.
+ *
+ * @example Names declared once, inferred by the broker
+ * ```ts
+ * import { Broker, type EventVocabulary } from "@flume/sse";
+ * import assert from "node:assert/strict";
+ *
+ * const vocabulary: EventVocabulary<{ note: string; read: number }> = { note: true, read: true };
+ * const broker = new Broker({ events: vocabulary });
+ * assert.deepEqual(broker.events, ["note", "read"]);
+ * await broker.close();
+ * ```
+ */
+export type EventVocabulary<Events> = { readonly [Name in keyof Events]: true };
+
 /** Options of {@linkcode Broker}. */
-export interface BrokerOptions<Events extends Record<string, unknown>> {
+export interface BrokerOptions<Events extends object = Record<string, unknown>> {
   /**
    * The declared vocabulary: publishing any other event name throws a `TypeError` (an event
-   * without a name counts as `"message"`). All names are allowed when absent.
+   * without a name counts as `"message"`). All names are allowed when absent. Either a list of
+   * names, or an {@linkcode EventVocabulary} object (`{ note: true, read: true }`), which the
+   * compiler checks against `Events` for missing names too and infers `Events` from when no type
+   * is given.
    */
-  events?: readonly (keyof Events & string)[] | undefined;
+  events?: readonly (keyof Events & string)[] | EventVocabulary<Events> | undefined;
   /**
    * Frames queued per client; a publish never waits for a slow client, `overflow` decides.
    * @default {256}
@@ -92,10 +111,25 @@ export interface BrokerOptions<Events extends Record<string, unknown>> {
   /** Clients of one channel beyond which `subscribe()` throws and `response()` answers 503. */
   maxClientsPerChannel?: number | undefined;
   /**
-   * Seconds a client turned away with 503 is told to wait (`Retry-After`).
+   * Seconds a client turned away with 503 is told to wait at least: each 503 answers a random
+   * whole number of seconds from `retryAfter` to twice it (`Retry-After`), so that clients turned
+   * away together do not all come back together.
    * @default {5}
    */
   retryAfter?: number | undefined;
+  /**
+   * New clients admitted per second at most, on average (a token bucket, read at each subscribe,
+   * no timer): beyond it `subscribe()` throws {@linkcode BrokerLimitError} (reason
+   * `"admission"`) and `response()` answers 503 with the jittered `Retry-After`, so that a
+   * reconnect storm is spread out instead of served all at once. No limit when absent.
+   */
+  admissionRate?: number | undefined;
+  /**
+   * New clients admitted at once beyond the rate after a quiet spell: the bucket's size.
+   * Only with `admissionRate`.
+   * @default {the admissionRate rounded up: one second's worth}
+   */
+  admissionBurst?: number | undefined;
   /** Carries events between brokers (workers, hosts); one in memory when absent. */
   bridge?: Bridge | undefined;
   /**
@@ -128,11 +162,12 @@ export interface BrokerPublishOptions<Name extends string = string> {
 /**
  * The options argument of `publish()` and `broadcast()`: optional while `"message"` (the name of
  * an unnamed event) is among the declared events, which it is when none are declared; otherwise
- * required, with an `event` name, so that an unnamed publish is a compile error too.
+ * required, with an `event` name, so that an unnamed publish is a compile error too: it reads
+ * "An argument for 'options_with_event_name' was not provided".
  */
 export type PublishRest<Events, Name extends string> = "message" extends keyof Events
   ? [options?: BrokerPublishOptions<Name>]
-  : [options: BrokerPublishOptions<Name> & { event: Name }];
+  : [options_with_event_name: BrokerPublishOptions<Name> & { event: Name }];
 
 /** Options of {@linkcode Broker.close}. */
 export interface BrokerCloseOptions {
@@ -211,7 +246,7 @@ interface Resume {
  * await broker.close();
  * ```
  */
-export class Broker<Events extends Record<string, unknown> = Record<string, unknown>> {
+export class Broker<Events extends object = Record<string, unknown>> {
   #channels = new Map<string, Set<Subscriber>>();
   #clients = new Set<Subscriber>();
   /** Replays in progress by key (channels and `Last-Event-ID`); each shared by its clients. */
@@ -224,6 +259,11 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   readonly #maxClients: number;
   readonly #maxPerChannel: number;
   readonly #retryAfter: number;
+  /** The admission bucket: its size and refill in thousandths of a client (per ms), and fill. */
+  readonly #admissionRate: number;
+  readonly #admissionSize: number;
+  #admissionTokens = 0;
+  #admissionAt = 0;
   readonly #streamOptions: {
     heartbeat?: number | null | undefined;
     writeTimeout?: number | null | undefined;
@@ -234,11 +274,33 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
   #metrics: BrokerMetrics = emptyMetrics();
 
   /**
+   * Creates a broker whose event names are declared once, as an {@linkcode EventVocabulary}:
+   * `Events` is inferred from it, or checked against it when given.
+   * @param options Vocabulary, buffer bounds and policy, history, limits and bridge.
+   * @throws {RangeError} An option is out of range.
+   * @throws {TypeError} `overflow` is not a known policy, or an event name is not a string.
+   */
+  constructor(
+    options: Omit<BrokerOptions<Events>, "events"> & { events: EventVocabulary<Events> },
+  );
+  /**
    * Creates a broker.
    * @param options Vocabulary, buffer bounds and policy, history, limits and bridge.
    * @throws {RangeError} An option is out of range.
    * @throws {TypeError} `overflow` is not a known policy, or an event name is not a string.
    */
+  constructor(
+    options?: Omit<BrokerOptions<Events>, "events"> & {
+      events?: readonly (keyof Events & string)[] | undefined;
+    },
+  );
+  /**
+   * Creates a broker from options built beforehand.
+   * @param options Vocabulary, buffer bounds and policy, history, limits and bridge.
+   * @throws {RangeError} An option is out of range.
+   * @throws {TypeError} `overflow` is not a known policy, or an event name is not a string.
+   */
+  constructor(options?: BrokerOptions<Events>);
   constructor(options: BrokerOptions<Events> = {}) {
     const history = options.history ?? 0;
     if (!Number.isSafeInteger(history) || history < 0) {
@@ -267,15 +329,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       );
     }
     this.#overflow = overflow;
-    if (options.events) {
-      for (const name of options.events) {
-        if (typeof name !== "string") {
-          throw new TypeError("Cannot create Broker: every name in `events` must be a string");
-        }
-        encodeEvent({ event: name });
-      }
-      this.#events = new Set(options.events);
-    }
+    if (options.events) this.#events = declaredNames(options.events);
     this.#maxClients = options.maxClients === undefined
       ? Infinity
       : checkPositiveInteger("Broker", "maxClients", options.maxClients, 0);
@@ -283,6 +337,28 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       ? Infinity
       : checkPositiveInteger("Broker", "maxClientsPerChannel", options.maxClientsPerChannel, 0);
     this.#retryAfter = checkPositiveInteger("Broker", "retryAfter", options.retryAfter, 5);
+    const rate = options.admissionRate;
+    if (rate !== undefined && (typeof rate !== "number" || !(rate > 0) || !Number.isFinite(rate))) {
+      throw new RangeError(
+        `Cannot create Broker: \`admissionRate\` must be a positive number of clients per second, got \`${
+          String(rate)
+        }\``,
+      );
+    }
+    if (rate === undefined && options.admissionBurst !== undefined) {
+      throw new TypeError("Cannot create Broker: `admissionBurst` needs `admissionRate`");
+    }
+    // In thousandths of a client, so that whole rates and whole ms add up exactly.
+    this.#admissionRate = rate ?? Infinity;
+    this.#admissionSize = 1_000 *
+      checkPositiveInteger(
+        "Broker",
+        "admissionBurst",
+        options.admissionBurst,
+        Math.ceil(rate ?? 1),
+      );
+    this.#admissionTokens = this.#admissionSize;
+    this.#admissionAt = clock.now();
     // Checked here, under the broker's name: the streams that use them only come with clients.
     checkOptionalMs("Broker", "heartbeat", options.heartbeat, null);
     checkOptionalMs("Broker", "writeTimeout", options.writeTimeout, null);
@@ -311,7 +387,8 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    * @param options A signal that ends the stream, and the client's `Last-Event-ID`.
    * @returns The client's stream; serve it with `stream.response()`.
    * @throws {BrokerClosedError} The broker is closed.
-   * @throws {BrokerLimitError} `maxClients` or `maxClientsPerChannel` is reached.
+   * @throws {BrokerLimitError} `maxClients` or `maxClientsPerChannel` is reached, or more new
+   * clients came than `admissionRate` admits.
    * @throws {TypeError} A channel name is not a non-empty string.
    * @example Subscribe to a user's channel and the global one
    * ```ts
@@ -333,6 +410,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     if (this.#closed) throw brokerClosed("subscribe");
     const names = normalizeChannels(channels);
     this.#checkLimits(names);
+    this.#admit();
     const stream = new EventStream(
       options.signal ? { ...this.#streamOptions, signal: options.signal } : this.#streamOptions,
     );
@@ -353,8 +431,9 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
 
   /**
    * Answers an SSE request in one call: subscribes with the request's `Last-Event-ID` header and
-   * its disconnect, and answers 503 with `Retry-After` beyond the client limits or once the
-   * broker is closed (a shutdown in progress).
+   * its disconnect, and answers 503 beyond the client limits or the admission rate, or once the
+   * broker is closed (a shutdown in progress). A 503's `Retry-After` is a random whole number of
+   * seconds from `retryAfter` to twice it.
    * @param channels A channel name or several.
    * @param request The incoming request.
    * @param init Status and headers of the response.
@@ -395,7 +474,10 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       if (!(error instanceof BrokerLimitError || error instanceof BrokerClosedError)) throw error;
       return new Response(`${error.message}\n`, {
         status: 503,
-        headers: { "retry-after": String(this.#retryAfter), "content-type": "text/plain" },
+        headers: {
+          "retry-after": String(this.#retryAfterJittered()),
+          "content-type": "text/plain",
+        },
       });
     }
     return stream.response(init);
@@ -514,6 +596,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
    */
   metrics(): BrokerMetrics {
     const history = historyStatsOf(this.#bridge);
+    const bridge = bridgeStatsOf(this.#bridge);
     return {
       ...this.#metrics,
       clients: this.#clients.size,
@@ -521,6 +604,12 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
         historyEvictions: history.evictions,
         historyExpirations: history.expirations,
         historyBytes: history.bytes,
+      }),
+      ...(bridge && {
+        eventsHealed: bridge.eventsHealed,
+        holesHealed: bridge.holesHealed,
+        bridgeLosses: bridge.losses,
+        messagesRefused: bridge.messagesRefused,
       }),
     };
   }
@@ -605,7 +694,7 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       this.#metrics.connectionsRejected++;
       throw new BrokerLimitError(
         `Cannot subscribe: the broker has its maximum of ${this.#maxClients} clients`,
-        { limit: this.#maxClients },
+        { reason: "clients", limit: this.#maxClients },
       );
     }
     for (const name of names) {
@@ -613,10 +702,42 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
         this.#metrics.connectionsRejected++;
         throw new BrokerLimitError(
           `Cannot subscribe: channel \`${name}\` has its maximum of ${this.#maxPerChannel} clients`,
-          { limit: this.#maxPerChannel, channel: name },
+          { reason: "channel", limit: this.#maxPerChannel, channel: name },
         );
       }
     }
+  }
+
+  /**
+   * Takes one token of the admission bucket, refilled by the time since the last call: a token
+   * bucket needs no timer.
+   */
+  #admit(): void {
+    const rate = this.#admissionRate;
+    if (rate === Infinity) return;
+    const now = clock.now();
+    const tokens = Math.min(
+      this.#admissionSize,
+      this.#admissionTokens + (now - this.#admissionAt) * rate,
+    );
+    this.#admissionAt = now;
+    if (tokens < 1_000) {
+      this.#admissionTokens = tokens;
+      this.#metrics.connectionsRejected++;
+      throw new BrokerLimitError(
+        `Cannot subscribe: the broker admits at most ${rate} new clients per second (burst ${
+          this.#admissionSize / 1_000
+        })`,
+        { reason: "admission", limit: rate },
+      );
+    }
+    this.#admissionTokens = tokens - 1_000;
+  }
+
+  /** [RFC 9110 §10.2.3] A `Retry-After` in whole seconds, from `retryAfter` to twice it. */
+  #retryAfterJittered(): number {
+    const min = this.#retryAfter;
+    return min + Math.floor(Math.random() * (min + 1));
   }
 
   /** The one delivery path: every event, local or from another worker, in `seq` order. */
@@ -631,11 +752,63 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
     }
   };
 
-  /** The bridge missed events: clients resume from their `Last-Event-ID` on a new stream. */
-  #lost = (): void => {
-    if (this.#history === 0) return; // no ids, nothing to resume from: nothing to gain
-    for (const subscriber of [...this.#clients]) subscriber.stream.close();
+  /**
+   * The bridge lost events for good (called in order with `#deliver`): every affected client gets
+   * the gap signal on its open stream, in order, and stays connected. Ending streams instead
+   * would turn one Redis fault into a reconnect storm of the whole fleet.
+   */
+  #lost = (gap: BridgeGap): void => {
+    // A client that joined a read begun before the loss would miss this signal.
+    for (const shared of this.#replays.values()) shared.open = false;
+    const lost = gap.channels === null ? null : new Set(gap.channels);
+    let affected: Iterable<Subscriber> = this.#clients;
+    if (lost !== null) {
+      const some = new Set<Subscriber>();
+      for (const name of lost) {
+        for (const subscriber of this.#channels.get(name) ?? []) some.add(subscriber);
+      }
+      affected = some;
+    }
+    const after = gap.after ?? null;
+    const seq = gap.head?.seq ?? Infinity;
+    // Clients with the same affected channels share one frame.
+    const frames = new Map<string, Uint8Array>();
+    for (const subscriber of affected) {
+      const channels = lost === null
+        ? subscriber.channels
+        : subscriber.channels.filter((name) => lost.has(name));
+      const key = JSON.stringify(channels);
+      let frame = frames.get(key);
+      if (frame === undefined) {
+        frames.set(key, frame = this.#gapFrame(channels, after, gap.head?.id));
+      }
+      const resume = subscriber.resume;
+      if (resume === undefined) {
+        this.#pinGap(subscriber.stream, frame);
+      } else {
+        // Mid-resume: in order among the held live events; the replay decides if it still counts.
+        resume.held.push({ seq, frame, gap: true });
+        resume.heldBytes += frame.byteLength;
+      }
+    }
   };
+
+  /** The gap signal's bytes; without the id when the bridge's id cannot go on the wire. */
+  #gapFrame(channels: readonly string[], after: string | null, id: string | undefined): Uint8Array {
+    try {
+      return encodeText(gapSignal(channels, after, id));
+    } catch (error) {
+      this.#onError(error);
+      return encodeText(gapSignal(channels, after, undefined));
+    }
+  }
+
+  /** Queues a gap signal: pinned, as a hole that nobody is told of is the one thing not allowed. */
+  #pinGap(stream: ControlledStream, frame: Uint8Array): void {
+    if (stream[offerFrame](frame, "pinned") < 0) return;
+    this.#metrics.gapSignals++;
+    this.#metrics.bytesQueued += frame.byteLength;
+  }
 
   #offer(subscriber: Subscriber, seq: number, frame: Uint8Array): void {
     const resume = subscriber.resume;
@@ -656,9 +829,12 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
         this.#overflowHeld(subscriber, resume, frame);
         return;
       }
-      // "drop-oldest": the oldest held events go, as the oldest queued frames would.
+      // "drop-oldest": the oldest held events go, as the oldest queued frames would; a held gap
+      // signal stays, as a pinned frame does.
       while (full()) {
-        resume.heldBytes -= held.shift()!.frame.byteLength;
+        const oldest = held.findIndex((event) => !event.gap);
+        if (oldest < 0) break;
+        resume.heldBytes -= held.splice(oldest, 1)[0]!.frame.byteLength;
         this.#metrics.slowConsumers++;
       }
     }
@@ -755,7 +931,8 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
         // The held events are within the client's bounds: an empty buffer takes them all.
         this.#release(subscriber);
         for (const event of heldAfter(resume.held, resume.shared.upTo)) {
-          this.#queue(stream, event.frame, this.#overflow);
+          if (event.gap) this.#pinGap(stream, event.frame);
+          else this.#queue(stream, event.frame, this.#overflow);
         }
         return;
       }
@@ -791,6 +968,29 @@ export class Broker<Events extends Record<string, unknown> = Record<string, unkn
       if (set.size === 0) this.#channels.delete(name);
     }
   }
+}
+
+/** The names of an `events` option, a list or a vocabulary object, each one a valid event name. */
+function declaredNames(events: readonly unknown[] | object): ReadonlySet<string> {
+  const names: unknown[] = Array.isArray(events) ? events : Object.keys(events);
+  if (!Array.isArray(events)) {
+    for (const [name, value] of Object.entries(events)) {
+      if (value !== true) {
+        throw new TypeError(
+          `Cannot create Broker: every name in an \`events\` object must be set to \`true\`, got \`${name}: ${
+            String(value)
+          }\``,
+        );
+      }
+    }
+  }
+  for (const name of names) {
+    if (typeof name !== "string") {
+      throw new TypeError("Cannot create Broker: every name in `events` must be a string");
+    }
+    encodeEvent({ event: name });
+  }
+  return new Set(names as string[]);
 }
 
 /** A publish after close() must not crash a process that fired it and forgot it. */

@@ -148,16 +148,28 @@ export class BrokerClosedError extends Error {
   }
 }
 
+/** Which limit turned a client away, as {@linkcode BrokerLimitError.reason} tells it. */
+export type BrokerLimitReason =
+  /** `maxClients`: the broker has its maximum of clients. */
+  | "clients"
+  /** `maxClientsPerChannel`: one of the client's channels has its maximum. */
+  | "channel"
+  /** `admissionRate`: more new clients came in a short time than the broker admits; it passes soon. */
+  | "admission";
+
 /** Options of {@linkcode BrokerLimitError}. */
 export interface BrokerLimitErrorOptions extends ErrorOptions {
-  /** The limit that was reached. */
+  /** Which limit was reached. */
+  reason: BrokerLimitReason;
+  /** The limit that was reached: clients, or for `"admission"` new clients per second. */
   limit: number;
   /** The channel whose limit was reached; absent for the whole broker's. */
   channel?: string | undefined;
 }
 
 /**
- * A subscription was refused because a client limit was reached (`response()` answers 503).
+ * A subscription was refused because a client limit or the admission rate was reached
+ * (`response()` answers 503 with a jittered `Retry-After`).
  *
  * @example Handle the limit yourself
  * ```ts
@@ -167,13 +179,20 @@ export interface BrokerLimitErrorOptions extends ErrorOptions {
  * const broker = new Broker({ maxClients: 1 });
  * broker.subscribe("a");
  * assert.throws(() => broker.subscribe("b"), BrokerLimitError);
+ * try {
+ *   broker.subscribe("b");
+ * } catch (error) {
+ *   assert.equal((error as BrokerLimitError).reason, "clients");
+ * }
  * await broker.close();
  * ```
  */
 export class BrokerLimitError extends RangeError {
   /** The error's name. */
   override name: string = "BrokerLimitError";
-  /** The limit that was reached. */
+  /** Which limit was reached. */
+  readonly reason: BrokerLimitReason;
+  /** The limit that was reached: clients, or for `"admission"` new clients per second. */
   readonly limit: number;
   /** The channel whose limit was reached, or undefined for the whole broker's. */
   readonly channel: string | undefined;
@@ -181,10 +200,11 @@ export class BrokerLimitError extends RangeError {
   /**
    * Creates the error.
    * @param message What failed.
-   * @param options The limit, and the channel for a per-channel limit.
+   * @param options Which limit, its value, and the channel for a per-channel limit.
    */
   constructor(message: string, options: BrokerLimitErrorOptions) {
     super(message, options);
+    this.reason = options.reason;
     this.limit = options.limit;
     this.channel = options.channel;
   }

@@ -7,7 +7,7 @@ export interface BrokerMetrics {
   clients: number;
   /** Clients ever subscribed. */
   connectionsTotal: number;
-  /** Clients turned away by `maxClients` / `maxClientsPerChannel`. */
+  /** Clients turned away by `maxClients`, `maxClientsPerChannel` or `admissionRate`. */
   connectionsRejected: number;
   /** Events published (and broadcast) through this broker, from every worker. */
   eventsPublished: number;
@@ -28,6 +28,28 @@ export interface BrokerMetrics {
   replaysShared: number;
   /** Replays being fetched or sent now, a shared one once (a gauge). */
   replaysInProgress: number;
+  /**
+   * Gap signals sent in-band, one per client: the bridge lost events for good while the client
+   * was connected, and its open stream was told so (it stays open).
+   */
+  gapSignals: number;
+  /**
+   * Events the bridge missed live and fetched from its store, delivered in order (no client saw
+   * a hole). Stays 0 with a bridge that does not report it.
+   */
+  eventsHealed: number;
+  /** Holes in the bridge's live feed healed that way. Stays 0 with a bridge that does not report it. */
+  holesHealed: number;
+  /**
+   * Losses the bridge could not heal (its store lost the events): each sent the gap signal to the
+   * affected clients (`gapSignals`). Stays 0 with a bridge that does not report it.
+   */
+  bridgeLosses: number;
+  /**
+   * Messages the bridge skipped: not written by a bridge, or claims its store contradicts
+   * (forged, or another app's). Stays 0 with a bridge that does not report it.
+   */
+  messagesRefused: number;
   /**
    * Channels whose history was freed to stay within `historyBytes`, least recently used first.
    * Stays 0 with a bridge that does not report it.
@@ -53,6 +75,11 @@ export function emptyMetrics(): BrokerMetrics {
     replayMisses: 0,
     replaysShared: 0,
     replaysInProgress: 0,
+    gapSignals: 0,
+    eventsHealed: 0,
+    holesHealed: 0,
+    bridgeLosses: 0,
+    messagesRefused: 0,
     historyEvictions: 0,
     historyExpirations: 0,
     historyBytes: 0,
@@ -81,6 +108,11 @@ const ROWS: readonly [keyof BrokerMetrics, string, "gauge" | "counter", string][
   ["replayMisses", "replay_misses_total", "counter", "Reconnects that got the gap signal"],
   ["replaysShared", "replays_shared_total", "counter", "Replays that joined an identical read"],
   ["replaysInProgress", "replays_in_progress", "gauge", "Replays being fetched or sent"],
+  ["gapSignals", "gap_signals_total", "counter", "Gap signals sent on open streams"],
+  ["eventsHealed", "bridge_events_healed_total", "counter", "Missed events the bridge fetched"],
+  ["holesHealed", "bridge_holes_healed_total", "counter", "Holes in the bridge's feed healed"],
+  ["bridgeLosses", "bridge_losses_total", "counter", "Losses the bridge could not heal"],
+  ["messagesRefused", "bridge_messages_refused_total", "counter", "Bridge messages skipped"],
   [
     "historyEvictions",
     "history_evictions_total",

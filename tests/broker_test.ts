@@ -543,7 +543,7 @@ describe("Broker limits and shutdown", () => {
     });
     const refused = broker.response("c", new Request("http://localhost/"));
     assert.equal(refused.status, 503);
-    assert.equal(refused.headers.get("retry-after"), "7");
+    assert.match(refused.headers.get("retry-after")!, /^([7-9]|1[0-4])$/); // 7 to 14 s, jittered
     assert.match(await refused.text(), /maximum of 2 clients/);
     assert.equal(broker.metrics().connectionsRejected, 2);
     one.close();
@@ -559,7 +559,7 @@ describe("Broker limits and shutdown", () => {
     await broker.close();
     const refused = broker.response("a", new Request("http://localhost/"));
     assert.equal(refused.status, 503);
-    assert.equal(refused.headers.get("retry-after"), "3");
+    assert.match(refused.headers.get("retry-after")!, /^[3-6]$/); // 3 to 6 s, jittered
     assert.match(await refused.text(), /closed/);
     assert.throws(() => broker.subscribe("a"), BrokerClosedError);
   });
@@ -578,7 +578,7 @@ describe("Broker limits and shutdown", () => {
     const b = broker.subscribe("b");
     const refused = broker.response("a", new Request("http://localhost/"));
     assert.equal(refused.status, 503);
-    assert.equal(refused.headers.get("retry-after"), "5");
+    assert.match(refused.headers.get("retry-after")!, /^([5-9]|10)$/); // 5 to 10 s, jittered
     await refused.body?.cancel();
     a.close();
     b.close();
@@ -660,6 +660,11 @@ describe("Broker metrics", () => {
       replayMisses: 0,
       replaysShared: 0,
       replaysInProgress: 0,
+      gapSignals: 0,
+      eventsHealed: 0,
+      holesHealed: 0,
+      bridgeLosses: 0,
+      messagesRefused: 0,
       historyEvictions: 0,
       historyExpirations: 0,
       historyBytes: 0,
@@ -714,6 +719,11 @@ describe("Broker metrics", () => {
       replayMisses: 5,
       replaysShared: 3,
       replaysInProgress: 1,
+      gapSignals: 9,
+      eventsHealed: 10,
+      holesHealed: 11,
+      bridgeLosses: 12,
+      messagesRefused: 13,
       historyEvictions: 6,
       historyExpirations: 7,
       historyBytes: 8_192,
@@ -743,7 +753,7 @@ describe("Broker metrics", () => {
         samples.set(match[1]!, Number(match[2]));
       }
       const p = prefix ?? "flume_";
-      assert.equal(samples.size, 14);
+      assert.equal(samples.size, 19);
       assert.equal(samples.get(`${p}clients`), 3);
       assert.equal(types.get(`${p}clients`), "gauge");
       assert.equal(samples.get(`${p}connections_total`), 10);
@@ -758,6 +768,11 @@ describe("Broker metrics", () => {
       assert.equal(samples.get(`${p}history_expirations_total`), 7);
       assert.equal(samples.get(`${p}history_bytes`), 8_192);
       assert.equal(types.get(`${p}history_bytes`), "gauge");
+      assert.equal(samples.get(`${p}gap_signals_total`), 9);
+      assert.equal(samples.get(`${p}bridge_events_healed_total`), 10);
+      assert.equal(samples.get(`${p}bridge_holes_healed_total`), 11);
+      assert.equal(samples.get(`${p}bridge_losses_total`), 12);
+      assert.equal(samples.get(`${p}bridge_messages_refused_total`), 13);
       for (const [name, type] of types) {
         if (type === "counter") assert.ok(name.endsWith("_total"), `${name} ends with _total`);
       }

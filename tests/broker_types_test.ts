@@ -58,9 +58,55 @@ describe("Broker<Events> types", () => {
   it("makes an undeclared name in the `events` option a compile error", () => {
     // @ts-expect-error "unraed" is not a key of Events
     const options: BrokerOptions<Events> = { events: ["notification", "unraed"] };
-    assert.equal(options.events?.length, 2);
+    assert.deepEqual(options.events, ["notification", "unraed"]);
     // @ts-expect-error the list holds names, not data
     assert.throws(() => new Broker<Events>({ events: [42] }), TypeError);
+  });
+
+  it("accepts an interface as Events", async () => {
+    interface Chat {
+      message: string;
+      typing: { user: string };
+    }
+    const broker = new Broker<Chat>({ events: ["message", "typing"], heartbeat: null });
+    await broker.publish("room", "hi");
+    await broker.publish("room", { user: "ada" }, { event: "typing" });
+    // @ts-expect-error typing carries a user
+    await broker.publish("room", "ada", { event: "typing" });
+    await broker.close();
+  });
+
+  it("declares names once with a vocabulary object: checked both ways, or inferred", async () => {
+    const checked = new Broker<Events>({
+      events: { notification: true, unread: true },
+      heartbeat: null,
+    });
+    assert.deepEqual(checked.events, ["notification", "unread"]);
+    await checked.close();
+    // @ts-expect-error "unread" is missing from the vocabulary: names cannot drift from the type
+    new Broker<Events>({ events: { notification: true }, heartbeat: null }).close();
+    // @ts-expect-error "deleted" is not a key of Events
+    new Broker<Events>({ events: { notification: true, unread: true, deleted: true } }).close();
+
+    const inferred = new Broker({ events: { price: true, halt: true }, heartbeat: null });
+    await inferred.publish("ticker", 12.5, { event: "price" });
+    // @ts-expect-error "volume" is not among the inferred names
+    await assert.rejects(inferred.publish("ticker", 1, { event: "volume" }), TypeError);
+    await inferred.close();
+    // A value other than `true` is refused at run time too.
+    assert.throws(
+      // @ts-expect-error a vocabulary's values are `true`
+      () => new Broker({ events: { price: "yes" } }),
+      /set to `true`, got `price: yes`/,
+    );
+  });
+
+  it("infers the names of an untyped list", async () => {
+    const broker = new Broker({ events: ["join", "leave"], heartbeat: null });
+    await broker.publish("room", { user: "ada" }, { event: "join" });
+    // @ts-expect-error "kick" is not among the inferred names
+    await assert.rejects(broker.publish("room", 1, { event: "kick" }), TypeError);
+    await broker.close();
   });
 
   it(`refuses "${STREAM_RESET_EVENT}" at run time, even when declared`, async () => {

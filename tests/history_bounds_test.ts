@@ -8,7 +8,8 @@ import {
   type HistoryLimits,
   STREAM_RESET_EVENT,
 } from "../mod.ts";
-import { historyStatsOf, MemoryBridge } from "../src/_memory_bridge.ts";
+import { MemoryBridge } from "../src/_memory_bridge.ts";
+import { historyStatsOf } from "../src/_bridge_stats.ts";
 import { settle, VirtualClock } from "./_clock.ts";
 import { readEvents, runtime } from "./_helpers.ts";
 import { runFixture } from "./fixtures/_spawn.ts";

@@ -1,7 +1,7 @@
 // The import graph of src/, read from the sources: files are nodes, imports (type-only ones
-// included) are edges. It checks what each of the four entries loads, that there is no import
+// included) are edges. It checks what each entry loads, that there is no import
 // circle, and that no file imports a file of an optional part it is not in (an "upward arrow":
-// the core importing src/client, src/redis or src/webpush, or one part importing another).
+// the core importing an optional part (src/client, src/redis, ...), or one part importing another).
 //
 // The reader works on text, not on a compiler: it drops comments first (so a JSDoc example's
 // `import … from "@flume/sse"` is no edge), then takes every `import`/`export … from`, bare
@@ -20,16 +20,18 @@ type Graph = Map<Path, Path[]>;
 
 const root = new URL("../", import.meta.url);
 
-/** The four entries, as in the export map. */
+/** The entries, as in the export map. */
 const ENTRIES = {
   core: "mod.ts",
   client: "src/client/mod.ts",
   redis: "src/redis/mod.ts",
   webpush: "src/webpush/mod.ts",
+  node: "src/node/mod.ts",
+  cloudflare: "src/cloudflare/mod.ts",
 } as const;
 
 /** The optional parts: each its own subpath, never loaded by the core or by one another. */
-const PARTS = ["client", "redis", "webpush"] as const;
+const PARTS = ["client", "redis", "webpush", "node", "cloudflare"] as const;
 
 /**
  * Source text without its comments. Strings and templates are kept as they are (a `//` in a URL
@@ -197,6 +199,8 @@ async function readGraph(): Promise<{ graph: Graph; problems: string[] }> {
     const imports: Path[] = [];
     for (const specifier of specifiersOf(await readFile(new URL(file, root), "utf8"))) {
       const target = resolve(file, specifier);
+      // The Node adapter is the one part made for one runtime: Node's own modules are its API.
+      if (specifier.startsWith("node:") && file.startsWith("src/node/")) continue;
       if (target === undefined) {
         problems.push(`${file} imports \`${specifier}\`: src/ has no dependencies`);
       } else if (!target.endsWith(".ts")) {
@@ -342,7 +346,14 @@ describe("the module graph of src/", () => {
       assert.ok(files.includes(must), `the bridge must use ${must}`);
     }
     // server_sent_event.ts is the type the wire owner encodes (a type-only import of _wire.ts).
-    const allowed = src("bridge.ts", "_wire.ts", "server_sent_event.ts", "_clock.ts");
+    // _bridge_stats.ts is the symbol through which a bridge reports its counters to the broker.
+    const allowed = src(
+      "bridge.ts",
+      "_wire.ts",
+      "server_sent_event.ts",
+      "_clock.ts",
+      "_bridge_stats.ts",
+    );
     assert.deepEqual(
       files.filter((file) => !file.startsWith("src/redis/") && !allowed.includes(file)),
       [],
@@ -355,5 +366,25 @@ describe("the module graph of src/", () => {
     assert.ok(files.includes("src/webpush/web_push_dispatcher.ts"));
     assert.ok(files.length > 5, `only ${files.length} files`);
     assert.deepEqual(files.filter((file) => !file.startsWith("src/webpush/")), []);
+  });
+
+  it("the node entry loads its own files and the private clock only", async () => {
+    const { graph } = await reading;
+    const files = closure(graph, ENTRIES.node);
+    assert.ok(files.includes("src/node/write_response.ts"));
+    assert.deepEqual(
+      files.filter((file) => !file.startsWith("src/node/") && file !== "src/_clock.ts"),
+      [],
+    );
+  });
+
+  it("the cloudflare entry hosts the core broker: it loads the core, never another part", async () => {
+    const { graph } = await reading;
+    const files = closure(graph, ENTRIES.cloudflare);
+    assert.ok(files.includes("src/broker.ts"), "a Durable Object hosts the core's Broker");
+    assert.deepEqual(
+      files.filter((file) => !file.startsWith("src/cloudflare/") && partOf(file) !== "core"),
+      [],
+    );
   });
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   type Bridge,
   type BridgeEvent,
+  type BridgeGap,
   type BridgeReplay,
   Broker,
   type BrokerOptions,
@@ -59,7 +60,7 @@ class CountingBridge implements Bridge {
 
   open(
     deliver: (event: BridgeEvent) => void,
-    lost?: () => void,
+    lost?: (gap: BridgeGap) => void,
     limits?: HistoryLimits,
   ): Promise<void> {
     return this.inner.open(deliver, lost, limits);

@@ -164,9 +164,13 @@ export interface Connection extends AsyncIterable<ParsedEvent> {
  *   `inactivityTimeout` reconnects. The `Last-Event-ID` header carries the last id seen,
  *   encoded as UTF-8 as browsers do, and only when it is not empty.
  * - A 204 response ends the iteration normally, for good.
- * - A status outside 200–299, or a content type other than `text/event-stream`, makes the
- *   iteration throw a {@linkcode ConnectError} with no reconnect. (`EventSource` accepts only
- *   200; any 2xx is accepted here.)
+ * - A 503 or 429 with a `Retry-After` header (a full server, a deploy, an admission rate) is
+ *   a wait, not a refusal: the next connect comes after at least that long (capped at an hour,
+ *   like `retry:`), and `onError` gets a {@linkcode ConnectError}. `EventSource` gives up for
+ *   good on any status but 200.
+ * - Any other status outside 200–299, or a content type other than `text/event-stream`, makes
+ *   the iteration throw a {@linkcode ConnectError} with no reconnect. (`EventSource` accepts
+ *   only 200; any 2xx is accepted here.)
  * - `close()`, the `signal`, or leaving the `for await` loop ends it at once: the body is
  *   cancelled, timers cleared, listeners removed.
  *
@@ -269,6 +273,8 @@ interface Lost {
   error: unknown;
   /** Milliseconds from the accepted response to the end; 0 when none was accepted. */
   openFor: number;
+  /** The least wait the server asked for (a 503 or 429 with `Retry-After`), in ms. */
+  retryAfter?: number;
 }
 
 /** What one connect step gives: a stream to read, a lost attempt, or the end for good. */
@@ -410,9 +416,19 @@ class ClientConnection implements Connection {
       response.body?.cancel().catch(ignore);
       return "done";
     }
-    const refusal = checkResponse(response);
+    const wait = retryAfterOf(response);
+    if (wait !== undefined) {
+      // "Come back later" (a full server, a deploy, an admission rate): a wait, not a refusal.
+      if (isStream(response.body)) response.body.cancel().catch(ignore);
+      const error = new ConnectError(
+        `Cannot connect to event stream: the server is busy (status ${response.status}), retry after ${wait} ms`,
+        { response },
+      );
+      return { lost: { error, openFor: 0, retryAfter: wait } };
+    }
+    const refusal = checkResponse(response) ?? checkBody(response);
     if (refusal !== undefined) {
-      response.body?.cancel().catch(ignore);
+      if (isStream(response.body)) response.body.cancel().catch(ignore);
       this.#options.onError?.(refusal);
       throw refusal;
     }
@@ -496,12 +512,15 @@ class ClientConnection implements Connection {
    * @returns The wait in ms before the next connect.
    */
   #decideReconnect(lost: Lost | undefined): number {
-    const { error, openFor } = lost ?? { error: undefined, openFor: 0 };
+    const { error, openFor, retryAfter = 0 } = lost ?? { error: undefined, openFor: 0 };
     this.#state = "connecting";
     if (error !== undefined) this.#options.onError?.(error);
     const healthy = openFor > 0 && openFor >= this.#backoff.resetAfter;
     this.#failures = healthy ? 1 : this.#failures + 1;
-    const delay = backoffDelay(this.#failures, this.#reconnectionTime, this.#backoff);
+    const delay = Math.max(
+      backoffDelay(this.#failures, this.#reconnectionTime, this.#backoff),
+      retryAfter,
+    );
     this.#options.onRetry?.({ attempt: this.#failures, delay, error });
     return delay;
   }
@@ -512,6 +531,7 @@ class ClientConnection implements Connection {
     const headers = new Headers(this.#request.headers);
     if (extra !== undefined) new Headers(extra).forEach((value, name) => headers.set(name, value));
     if (!headers.has("accept")) headers.set("accept", "text/event-stream");
+    if (SERVER_RUNTIME && !headers.has("cache-control")) headers.set("cache-control", "no-cache");
     if (this.#resumeId !== "") {
       const value = lastEventIdHeader(this.#resumeId);
       if (value !== undefined) headers.set("last-event-id", value);
@@ -577,6 +597,18 @@ function timeOut({ attempt, ms }: { attempt: AbortController; ms: number }): voi
   attempt.abort(new DOMException(`Cannot read event stream: no data for ${ms} ms`, "TimeoutError"));
 }
 
+/**
+ * The wait a 503 or 429 asks for with `Retry-After` (seconds, or an HTTP date), in ms, capped like
+ * `retry:`; undefined for any other response, or a header that says nothing usable.
+ */
+function retryAfterOf(response: Response): number | undefined {
+  if (response.status !== 503 && response.status !== 429) return undefined;
+  const value = response.headers.get("retry-after")?.trim();
+  if (!value) return undefined;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? clampRetry(Math.max(0, ms)) : undefined;
+}
+
 /** Why a response cannot be read as an event stream, if it cannot. */
 function checkResponse(response: Response): ConnectError | undefined {
   if (response.status < 200 || response.status > 299) {
@@ -634,3 +666,40 @@ function checkNumber(
 }
 
 function ignore(): void {}
+
+/**
+ * Whether this is a server runtime (Deno, Bun, Node, workerd) rather than a browser.
+ *
+ * [spec] EventSource fetches with cache mode "no-store", and a browser turns that into a
+ * `Cache-Control: no-cache` request header, so no cache or proxy answers with a stored stream.
+ * Server runtimes accept the mode but send no such header, so the client adds it there itself;
+ * not in a browser, where the header would also make a cross-origin request need a preflight.
+ */
+const SERVER_RUNTIME: boolean = (() => {
+  const g = globalThis as {
+    Deno?: unknown;
+    Bun?: unknown;
+    process?: { versions?: { node?: unknown } };
+    navigator?: { userAgent?: unknown };
+  };
+  return g.Deno !== undefined || g.Bun !== undefined ||
+    typeof g.process?.versions?.node === "string" ||
+    g.navigator?.userAgent === "Cloudflare-Workers";
+})();
+
+function isStream(body: unknown): body is ReadableStream<Uint8Array> {
+  return typeof (body as { getReader?: unknown } | null)?.getReader === "function";
+}
+
+/**
+ * A body that is neither `null` nor a `ReadableStream` (from a custom `fetch` that builds its
+ * own response object) cannot be read as a stream: a `TypeError`, reported like a refusal.
+ */
+function checkBody(response: Response): TypeError | undefined {
+  const body: unknown = response.body;
+  if (body === null || body === undefined || isStream(body)) return undefined;
+  const kind = typeof body === "object" ? body.constructor?.name ?? "object" : typeof body;
+  return new TypeError(
+    `Cannot read event stream: the response body is not a ReadableStream, got \`${kind}\``,
+  );
+}

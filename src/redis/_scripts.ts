@@ -8,7 +8,13 @@
  * broadcast kept in history); `events` is the one pub/sub channel; `b` is the broadcast history
  * and `c:<channel>` a channel's, both streams whose entry ids are `<seq>-0` and whose entries
  * hold `e` (epoch), `p` (the seq of the channel's previous event, which is how a trimmed event is
- * noticed), `m` (the payload, see `_message.ts`) and, for an id the caller chose, `i`.
+ * noticed), `m` (the payload, see `_message.ts`) and, for an id the caller chose, `i`;
+ * `i:<channel>` (`ib` for broadcasts) is a hash from each such id to the seq of the newest stored
+ * event that carries it, so that a replay finds a caller's id with one `HGET` per channel.
+ *
+ * `log` is the heal log: every event (history kept or not), entry id `<seq>-0`, fields `e`
+ * (epoch) and `m` (payload), trimmed to about `healWindow` entries (`MAXLEN ~`). A worker whose
+ * subscription missed events reads them from there and delivers them in order.
  *
  * History expires: a stream lives `ttl` ms after its channel's last publish or replay. So that a
  * stream that is gone is never read as "no events" (a hole), each channel also has a marker
@@ -108,8 +114,12 @@ return {epoch, seq}
  * and publishes it. A new epoch is announced by a checkpoint first: workers take a new epoch
  * only from a checkpoint, so a stray message cannot switch them.
  *
+ * Every event also goes to the heal log (when `healWindow` > 0), and a caller's id into its
+ * channel's index; the index entries of the events the trim removes are removed with them.
+ *
  * KEYS: meta, events, stream, marker (meta for a broadcast: its marker is the `lb` field),
- * watermark. ARGV: a new epoch to use if needed, payload, history, caller's id or "", ttl (ms).
+ * watermark, log, index. ARGV: a new epoch to use if needed, payload, history, caller's id or "",
+ * ttl (ms), healWindow.
  */
 export const PUBLISH_SCRIPT = COMMON + `
 local meta = KEYS[1]
@@ -122,8 +132,19 @@ end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 local s = string.format('%d', seq)
 local history = tonumber(ARGV[3])
+local window = tonumber(ARGV[6])
+if window > 0 then
+  local log = KEYS[6]
+  local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
+  if top and (top[2][2] ~= epoch or tonumber(string.match(top[1], '^(%d+)')) >= seq) then
+    -- left over from an earlier epoch (or a Redis that went back): no one can heal from it
+    redis.call('DEL', log)
+  end
+  redis.call('XADD', log, 'MAXLEN', '~', window, s .. '-0', 'e', epoch, 'm', ARGV[2])
+  redis.call('PEXPIRE', log, tonumber(ARGV[5]))
+end
 if history > 0 then
-  local key, marker, w = KEYS[3], KEYS[4], KEYS[5]
+  local key, marker, w, index = KEYS[3], KEYS[4], KEYS[5], KEYS[7]
   local ttl = tonumber(ARGV[5])
   local life = ttl * 4
   local now = clock()
@@ -135,11 +156,13 @@ if history > 0 then
       prev = p
     else
       -- left over from an earlier epoch: its events are no one's history any more
-      redis.call('DEL', key)
+      redis.call('DEL', key, index)
     end
   else
     -- No stream: new, expired or evicted. Its first entry's p must still cover every event
-    -- the channel had, or a replay would read the gone ones as "none".
+    -- the channel had, or a replay would read the gone ones as "none". (An index left without
+    -- its stream names no stored event.)
+    redis.call('DEL', index)
     local mark
     if marker == meta then mark = redis.call('HGET', meta, 'lb') else mark = redis.call('GET', marker) end
     if mark then
@@ -150,13 +173,26 @@ if history > 0 then
       prev = string.format('%d', watermark(w, now, seq - 1))
     end
   end
+  -- The entries the trim below removes take their index entries with them (unless a newer
+  -- event carries the same id): the index never outgrows the stream.
+  local over = redis.call('XLEN', key) + 1 - history
+  if over > 0 then
+    for _, entry in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', over)) do
+      local f = entry[2]
+      if f[7] == 'i' and redis.call('HGET', index, f[8]) == string.match(entry[1], '^(%d+)') then
+        redis.call('HDEL', index, f[8])
+      end
+    end
+  end
   if ARGV[4] == '' then
     redis.call('XADD', key, 'MAXLEN', history, s .. '-0', 'e', epoch, 'p', prev, 'm', ARGV[2])
   else
     redis.call('XADD', key, 'MAXLEN', history, s .. '-0', 'e', epoch, 'p', prev, 'm', ARGV[2],
       'i', ARGV[4])
+    redis.call('HSET', index, ARGV[4], s)
   end
   redis.call('PEXPIRE', key, ttl)
+  redis.call('PEXPIRE', index, ttl)
   if marker == meta then
     redis.call('HSET', meta, 'lb', epoch .. ' ' .. s)
   else
@@ -199,8 +235,11 @@ return {epoch, s}
  * stream it reads lives `ttl` ms more, every marker at least four times that: a client that
  * keeps coming back keeps its channels' history.
  *
- * KEYS: meta, watermark, then a stream and its marker per channel (broadcasts first, with meta
- * as their marker). ARGV: a new epoch to use if needed, the client's raw id (or "" when too
+ * A caller's id is looked up in each channel's index (one `HGET`, then the entry it names is
+ * checked), never by reading the streams: a forged id costs a few commands per channel.
+ *
+ * KEYS: meta, watermark, then a stream, its marker and its index per channel (broadcasts first,
+ * with meta as their marker). ARGV: a new epoch to use if needed, the client's raw id (or "" when too
  * long to look up), the epoch and seq parsed from it (or ""), the channel (where a new epoch is
  * announced), ttl (ms).
  * Returns `{epoch, head, 0}` for an unknown position, else `{epoch, head, 1, gaps, events}` with
@@ -223,16 +262,17 @@ if ARGV[3] == epoch and position and position <= head then after = position end
 -- firsts[k]: the seq before channel k's oldest stored event; limits[k]: for a channel whose
 -- stream is gone, the seq its last event had at most.
 local firsts, limits = {}, {}
-local channels = (#KEYS - 2) / 2
+local channels = (#KEYS - 2) / 3
 local below = nil
 for k = 1, channels do
-  local stream, marker = KEYS[2 * k + 1], KEYS[2 * k + 2]
+  local stream, marker, index = KEYS[3 * k], KEYS[3 * k + 1], KEYS[3 * k + 2]
   local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
   if first then
     -- (a stream left from an earlier epoch holds no one's history: let it expire)
     if first[2][2] == epoch then
       firsts[k] = tonumber(first[2][4])
       redis.call('PEXPIRE', stream, ttl)
+      redis.call('PEXPIRE', index, ttl)
     end
   else
     local mark
@@ -248,13 +288,15 @@ for k = 1, channels do
   if marker ~= meta then extend(marker, ttl * 4) end
 end
 if after == nil and ARGV[2] ~= '' then
-  -- an id the publisher chose: the newest event that carries it
+  -- an id the publisher chose: the newest stored event that carries it, from the indexes (an
+  -- index entry whose event is gone, e.g. the stream expired first, does not count)
   for k = 1, channels do
     if firsts[k] then
-      for _, entry in ipairs(redis.call('XRANGE', KEYS[2 * k + 1], '-', '+')) do
-        local f = entry[2]
-        if f[7] == 'i' and f[8] == ARGV[2] then
-          local n = tonumber(string.match(entry[1], '^(%d+)'))
+      local n = redis.call('HGET', KEYS[3 * k + 2], ARGV[2])
+      if n then
+        local entry = redis.call('XRANGE', KEYS[3 * k], n .. '-0', n .. '-0')[1]
+        if entry and entry[2][7] == 'i' and entry[2][8] == ARGV[2] then
+          n = tonumber(n)
           if after == nil or n > after then after = n end
         end
       end
@@ -267,7 +309,7 @@ local from = string.format('%d', after + 1)
 for k = 1, channels do
   if firsts[k] then
     if firsts[k] > after then gaps[#gaps + 1] = k end
-    for _, entry in ipairs(redis.call('XRANGE', KEYS[2 * k + 1], from, '+')) do
+    for _, entry in ipairs(redis.call('XRANGE', KEYS[3 * k], from, '+')) do
       events[#events + 1] = string.match(entry[1], '^(%d+)')
       events[#events + 1] = entry[2][6]
     end
@@ -280,11 +322,11 @@ return {epoch, head, 1, gaps, events}
 
 /**
  * What Redis says about a message's claim, so that a message announcing a hole or a new epoch is
- * acted on only when Redis confirms it: the current epoch and seq and, for an event, whether its
- * stream holds that seq with that payload.
+ * acted on only when Redis confirms it: the current epoch and seq and, for an event, whether the
+ * heal log (or else its stream) holds that seq with that payload.
  *
- * KEYS: meta, the event's stream (any stream for a checkpoint). ARGV: the claimed epoch, seq,
- * and the event's payload ("" for a checkpoint).
+ * KEYS: meta, the event's stream (any stream for a checkpoint), log. ARGV: the claimed epoch,
+ * seq, and the event's payload ("" for a checkpoint).
  * Returns `{epoch or "", seq, stored}` with `stored` 1 (the same event), -1 (another event at
  * that seq) or 0 (nothing stored there: no history kept, or trimmed).
  */
@@ -294,12 +336,40 @@ local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
 local stored = 0
 if ARGV[3] ~= '' then
   local id = ARGV[2] .. '-0'
-  local entry = redis.call('XRANGE', KEYS[2], id, id)[1]
+  local entry = redis.call('XRANGE', KEYS[3], id, id)[1]
+  if entry then
+    if entry[2][2] == ARGV[1] and entry[2][4] == ARGV[3] then stored = 1 else stored = -1 end
+    return {epoch, seq, stored}
+  end
+  entry = redis.call('XRANGE', KEYS[2], id, id)[1]
   if entry then
     if entry[2][2] == ARGV[1] and entry[2][6] == ARGV[3] then stored = 1 else stored = -1 end
   end
 end
 return {epoch, seq, stored}
+`;
+
+/**
+ * The events `first` to `last` of an epoch from the heal log, for a worker whose subscription
+ * missed them. Only entries of that epoch: a log is never read across a Redis restart.
+ *
+ * KEYS: meta, log. ARGV: the epoch, first, last.
+ * Returns `{epoch or "", seq, events}` with `events` a flat list of seq, payload in order (none
+ * when the epoch is not the current one); the range may be partly or wholly gone (trimmed,
+ * expired).
+ */
+export const HEAL_SCRIPT = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+local events = {}
+if epoch ~= ARGV[1] then return {epoch, seq, events} end
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', ARGV[3] .. '-0')) do
+  if entry[2][2] == epoch then
+    events[#events + 1] = string.match(entry[1], '^(%d+)')
+    events[#events + 1] = entry[2][4]
+  end
+end
+return {epoch, seq, events}
 `;
 
 /** The SHA-1 of a script in hex, the name `EVALSHA` knows it by. */

@@ -29,12 +29,13 @@ export interface Claim {
  * - `deliver`: the next event (or the first message this worker sees): deliver it, move there.
  * - `checkpoint`: a checkpoint at the worker's position (or the first message): move there.
  * - `duplicate`: an event at or before the position: skip it, it was delivered.
- * - `foreign`: an event of an epoch that no checkpoint announced: skip it.
+ * - `foreign`: an event of an epoch that no checkpoint announced: a stray, or a new epoch whose
+ *   checkpoint this worker missed (it was resubscribing); Redis tells which.
  * - `hole`: events `first` to `last` never arrived; the message itself is fine to act on.
  * - `rewind`: a checkpoint behind the position in the same epoch: Redis went back.
  * - `new-epoch`: a checkpoint of another epoch: Redis lost its data, ids from before are void.
  *
- * The last three mean this worker's clients may have missed events. They are claims of a
+ * `foreign` and the last three mean this worker's clients may have missed events. They are claims of a
  * message anyone can publish, so the bridge confirms them with Redis before acting on them.
  */
 export type Step =

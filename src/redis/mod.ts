@@ -14,8 +14,9 @@
  *
  * While Redis is unreachable, `publish()` rejects with a {@linkcode RedisBridgeError} whose
  * `reason` is `"unavailable"`, and no worker delivers the event; streams stay open. A worker that
- * finds it missed events (its subscription dropped, or Redis lost its data) ends its clients'
- * streams so that they resume from their `Last-Event-ID`: a replay, or the gap signal.
+ * finds it missed events (its subscription dropped) fetches them from a log in Redis and
+ * delivers them in order; when they are gone for good (Redis lost its data, or they fell out of
+ * the log), its clients get the gap signal on their open streams and go on: no stream ends.
  *
  * @example Workers that share a broker (needs a Redis server; shown, not run)
  * ```ts ignore
@@ -80,4 +81,4 @@ export {
   type RedisBridgeErrorOptions,
   type RedisBridgeErrorReason,
 } from "./redis_bridge_error.ts";
-export type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "../bridge.ts";
+export type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "../bridge.ts";

@@ -1,4 +1,5 @@
-import type { Bridge, BridgeEvent, BridgeReplay, HistoryLimits } from "../bridge.ts";
+import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "../bridge.ts";
+import { type BridgeStats, bridgeStats, type ReportsBridgeStats } from "../_bridge_stats.ts";
 import { clock, type TimerHandle } from "../_clock.ts";
 import { MAX_ID_LENGTH } from "../_wire.ts";
 import { adapterFor } from "./_adapters.ts";
@@ -9,7 +10,14 @@ import {
   type Message,
   payloadOf,
 } from "./_message.ts";
-import { CHECK_SCRIPT, HEAD_SCRIPT, PUBLISH_SCRIPT, REPLAY_SCRIPT, scriptSha } from "./_scripts.ts";
+import {
+  CHECK_SCRIPT,
+  HEAD_SCRIPT,
+  HEAL_SCRIPT,
+  PUBLISH_SCRIPT,
+  REPLAY_SCRIPT,
+  scriptSha,
+} from "./_scripts.ts";
 import { type Claim, nextStep, type Position, type Step } from "./_sequence.ts";
 import type { RedisBridgeAdapter } from "./redis_bridge_adapter.ts";
 import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_error.ts";
@@ -49,9 +57,19 @@ export interface RedisBridgeOptions {
    */
   timeout?: number;
   /**
+   * How many of the latest events (of every channel, history kept or not) Redis keeps in the
+   * heal log, from which a worker whose subscription missed some (a dropped or slow
+   * subscription) fetches them and delivers them in order. A hole older than that reaches the
+   * clients as the gap signal. It costs Redis about the payload of each event again (plus some
+   * 100 bytes), up to about 100 events more than this (the trim is approximate); it lives the
+   * history ttl after the last publish. `0` keeps no log: every missed event is a loss.
+   * @default {10_000}
+   */
+  healWindow?: number;
+  /**
    * Gets what has no caller: a message on the channel that the bridge did not write or that
-   * Redis does not confirm (skipped), events this worker missed, connection errors (once per
-   * outage).
+   * Redis does not confirm (skipped), events this worker missed and cannot fetch any more,
+   * connection errors (once per outage).
    * @default {console.error}
    */
   onError?(error: RedisBridgeError): void;
@@ -69,6 +87,8 @@ interface Waiter {
 
 /** How long history lives in Redis after its channel's last publish or replay, by default. */
 const DEFAULT_TTL = 3_600_000;
+/** Events kept in the heal log by default. */
+const DEFAULT_HEAL_WINDOW = 10_000;
 
 /** The ids the bridge makes: `<epoch>-<seq>`. */
 const ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
@@ -84,15 +104,22 @@ function noop(): void {}
  * connected connections, one for commands and one for the subscription. The bridge adds
  * listeners to them and removes them on `broker.close()`; it never connects or quits them.
  *
+ * A worker whose subscription missed events (Redis dropped it, or a message got lost) fetches
+ * them from a log in Redis (`healWindow` events long) and delivers them in order: no stream
+ * ends. When they are gone for good (Redis restarted without persistence, or they fell out of
+ * the log), the broker's clients get the gap signal on their open streams and go on.
+ * `broker.metrics()` counts both.
+ *
  * History keys expire the broker's `historyTtl` after their channel's last publish or replay
  * (an hour when the bridge is opened without limits), and a client whose history is gone gets
  * the gap signal, never a hole. Redis's `maxmemory` (with `volatile-ttl`) is the byte budget:
  * the cost per channel and the settings are in docs/scaling-out.md, "History in Redis".
  *
- * @param options The two connections (or an adapter), the key prefix, the timeout, `onError`.
+ * @param options The two connections (or an adapter), the key prefix, the timeout, the heal
+ * window, `onError`.
  * @returns The bridge, for `new Broker({ bridge })`.
  * @throws {TypeError} The clients are not of a known kind, or are one connection.
- * @throws {RangeError} `timeout` is not a positive integer.
+ * @throws {RangeError} `timeout` is not a positive integer, or `healWindow` not a non-negative one.
  *
  * @example Share a broker between workers with npm `redis`
  *
@@ -112,7 +139,7 @@ export function redisBridge(options: RedisBridgeOptions): Bridge {
   return new RedisBridge(options);
 }
 
-class RedisBridge implements Bridge {
+class RedisBridge implements Bridge, ReportsBridgeStats {
   readonly #adapter: RedisBridgeAdapter;
   readonly #prefix: string;
   /** The pub/sub channel: set on open, once the database number is known (see `#subscribe`). */
@@ -120,6 +147,9 @@ class RedisBridge implements Bridge {
   readonly #meta: string;
   /** The watermark hash (see `_scripts.ts`): what a channel whose keys are all gone had at most. */
   readonly #watermark: string;
+  /** The heal log: every event, for a worker that missed some. */
+  readonly #log: string;
+  readonly #healWindow: number;
   readonly #timeout: number;
   /** Ms that a stream lives after its channel's last publish or replay; set on open. */
   #ttl = DEFAULT_TTL;
@@ -131,13 +161,22 @@ class RedisBridge implements Bridge {
   #candidateValue: string | undefined;
   readonly #shas = new Map<string, Promise<string>>();
   #deliver: (event: BridgeEvent) => void = noop;
-  #lost: () => void = noop;
+  #lost: (gap: BridgeGap) => void = noop;
+  readonly #stats: BridgeStats = { eventsHealed: 0, holesHealed: 0, losses: 0, messagesRefused: 0 };
+  /** A checkpoint asked for after a publish timed out is under way. */
+  #checkpointing = false;
   #listening: Promise<() => Promise<void>> | undefined;
   /** The HEAD script of the last (re)connect: publishes wait for it. */
   #head: Promise<void> = Promise.resolve();
   /** Where live delivery is; undefined until the first message. */
   #position: Position | undefined;
   #generation = 0;
+  /**
+   * Where each epoch's seqs start in the order the broker sees: Redis counts again from 1 after it
+   * lost its data, while `BridgeEvent.seq` must keep growing (the broker compares held events by
+   * it). An epoch's base is one past the broker-facing seq of the last position before it.
+   */
+  #bases = new Map<string, number>();
   /**
    * Messages that arrived while Redis is asked to confirm an earlier one: they wait, in order,
    * so that nothing overtakes it. Undefined when no confirmation is under way.
@@ -168,6 +207,16 @@ class RedisBridge implements Bridge {
     this.#channel = channelName(prefix, 0);
     this.#meta = `${prefix}meta`;
     this.#watermark = `${prefix}w`;
+    this.#log = `${prefix}log`;
+    const healWindow = options.healWindow ?? DEFAULT_HEAL_WINDOW;
+    if (!Number.isSafeInteger(healWindow) || healWindow < 0) {
+      throw new RangeError(
+        `Cannot create Redis bridge: \`healWindow\` must be a non-negative integer, got \`${
+          String(healWindow)
+        }\``,
+      );
+    }
+    this.#healWindow = healWindow;
     const timeout = options.timeout ?? 5_000;
     if (!Number.isSafeInteger(timeout) || timeout <= 0) {
       throw new RangeError(
@@ -182,7 +231,7 @@ class RedisBridge implements Bridge {
 
   async open(
     deliver: (event: BridgeEvent) => void,
-    lost?: () => void,
+    lost?: (gap: BridgeGap) => void,
     limits?: HistoryLimits,
   ): Promise<void> {
     // Only the lifetime: Redis's own `maxmemory` is the byte budget (see docs/scaling-out.md).
@@ -226,8 +275,17 @@ class RedisBridge implements Bridge {
         this.#streamKey(event.channel),
         this.#markerKey(event.channel),
         this.#watermark,
+        this.#log,
+        this.#indexKey(event.channel),
       ],
-      [this.#candidate, payload, String(history), id ?? "", String(this.#ttl)],
+      [
+        this.#candidate,
+        payload,
+        String(history),
+        id ?? "",
+        String(this.#ttl),
+        String(this.#healWindow),
+      ],
     );
     const [epoch, seq] = parseHead(reply, "publish event");
     // Resolve only once the event came back through the subscription and went to `deliver`:
@@ -235,7 +293,7 @@ class RedisBridge implements Bridge {
     await this.#wait(epoch, seq, "publish");
     return {
       channel: event.channel,
-      seq,
+      seq: (this.#bases.get(epoch) ?? 0) + seq,
       id: id ?? (history > 0 ? `${epoch}-${seq}` : undefined),
       body: event.body,
     };
@@ -252,7 +310,11 @@ class RedisBridge implements Bridge {
       [
         this.#meta,
         this.#watermark,
-        ...[null, ...channels].flatMap((c) => [this.#streamKey(c), this.#markerKey(c)]),
+        ...[null, ...channels].flatMap((c) => [
+          this.#streamKey(c),
+          this.#markerKey(c),
+          this.#indexKey(c),
+        ]),
       ],
       [
         this.#candidate,
@@ -265,14 +327,26 @@ class RedisBridge implements Bridge {
     );
     const [epoch, headSeq] = parseHead(reply, "replay events");
     const [, , known, gapList, flat] = reply as unknown[];
-    const head = { seq: headSeq, id: `${epoch}-${headSeq}` };
-    let result: BridgeReplay;
-    if (Number(known) !== 1) result = { events: [], gaps: [...channels], head };
-    else result = this.#replayed(channels, epoch, gapList, flat, head);
     // The broker drops live events up to `head` for this client, so every one of them must
     // have gone through `deliver` before it gets the replay: the subscription can lag behind
     // the command connection.
     if (headSeq > 0) await this.#wait(epoch, headSeq, "replay");
+    const base = this.#bases.get(epoch);
+    if (base === undefined) {
+      // An epoch live delivery has not taken (yet, or ever): its positions cannot be placed in
+      // the broker's order, so the client gets the gap signal from where delivery is now.
+      const position = this.#position;
+      const seq = position === undefined ? 0 : this.#orderOf(position.epoch, position.seq);
+      return {
+        events: [],
+        gaps: [...channels],
+        head: { seq, id: position ? `${position.epoch}-${position.seq}` : `${epoch}-${headSeq}` },
+      };
+    }
+    const head = { seq: base + headSeq, id: `${epoch}-${headSeq}` };
+    if (Number(known) !== 1) return { events: [], gaps: [...channels], head };
+    const result = this.#replayed(channels, epoch, gapList, flat, head);
+    for (const event of result.events) event.seq += base;
     return result;
   }
 
@@ -362,6 +436,15 @@ class RedisBridge implements Bridge {
 
   #streamKey(channel: string | null): string {
     return channel === null ? `${this.#prefix}b` : `${this.#prefix}c:${channel}`;
+  }
+
+  /** A channel's caller ids → the seq of the newest stored event with that id. */
+  #indexKey(channel: string | null): string {
+    return channel === null ? `${this.#prefix}ib` : `${this.#prefix}i:${channel}`;
+  }
+
+  [bridgeStats](): BridgeStats {
+    return { ...this.#stats };
   }
 
   /** Where the seq of a channel's last event outlives its stream; broadcasts keep it in meta. */
@@ -456,8 +539,9 @@ class RedisBridge implements Bridge {
               "timeout",
             ),
           );
-          // The subscription is down or far behind: this worker's clients are missing events.
-          if (what === "publish") this.#missed(`event ${seq} did not come back in time`);
+          // The subscription is down or far behind, or lost this event on a quiet channel: a
+          // checkpoint makes it find the hole (if any) and heal it from the log.
+          if (what === "publish") this.#checkpoint();
         },
       });
       if (this.#waiters.length === 1) this.#arm();
@@ -526,9 +610,6 @@ class RedisBridge implements Bridge {
       case "duplicate":
         this.#refuse(text, `event ${claim.seq} was delivered already`);
         return;
-      case "foreign":
-        this.#refuse(text, `its epoch is not \`${this.#position?.epoch}\``);
-        return;
       default:
         this.#confirm(text, message, step);
     }
@@ -544,26 +625,82 @@ class RedisBridge implements Bridge {
 
   /**
    * A message that says this worker missed events is a claim anyone who can publish on the
-   * channel can make: acting on a false one would end every stream and then drop every real
-   * event as delivered already. Redis (the epoch key and the stream) has the last word; later
-   * messages wait meanwhile so that none overtakes it.
+   * channel can make: acting on a false one would signal a gap to every client and then drop
+   * every real event as delivered already. Redis (the epoch key, the log and the stream) has
+   * the last word; later messages wait meanwhile so that none overtakes it, nor the events
+   * fetched to fill a hole.
    */
   #confirm(text: string, message: Message, step: Step): void {
     this.#held = [];
-    this.#disproof(text, message, step).then(
-      (disproof) => {
-        if (this.#closed) return;
-        if (disproof !== undefined) this.#refuse(text, disproof);
-        else {
-          this.#missed(lossOf(step, message, this.#position));
-          this.#advance(message);
-        }
-      },
-      (error: unknown) => {
-        // Unconfirmed is refused: after an outage the next checkpoint asks again.
-        this.#refuse(text, `Redis could not confirm it: ${messageOf(error)}`);
-      },
-    ).finally(this.#release);
+    this.#resolve(text, message, step).catch((error: unknown) => {
+      // Unconfirmed (or unhealed) is refused: after an outage the next checkpoint asks again.
+      this.#refuse(text, `Redis could not confirm it: ${messageOf(error)}`);
+    }).finally(this.#release);
+  }
+
+  /** Confirms a claim, then heals the hole or reports the loss, then takes the message. */
+  async #resolve(text: string, message: Message, step: Step): Promise<void> {
+    const disproof = await this.#disproof(text, message, step);
+    if (this.#closed) return;
+    if (disproof !== undefined) {
+      this.#refuse(text, disproof);
+      return;
+    }
+    const claim = claimOf(message);
+    if (step.action === "hole") await this.#heal(claim.epoch, step.first, step.last);
+    else if (step.action === "rewind") {
+      this.#lose(lossOf(step, message, this.#position), claim.epoch, claim.seq);
+    } else {
+      // A new epoch: what came before it is gone, but its own first events may be in the log
+      // (published before this worker's subscription saw the checkpoint that announced it).
+      const last = message.kind === "event" ? claim.seq - 1 : claim.seq;
+      await this.#heal(claim.epoch, 1, last, lossOf(step, message, this.#position));
+    }
+    if (!this.#closed) this.#advance(message);
+  }
+
+  /**
+   * Fetches events `first` to `last` from the heal log and delivers them in order. What the
+   * log no longer holds (trimmed, expired) is a loss: the broker is told, then the rest goes.
+   * With `lost` (a new epoch) the broker is told of a loss in any case.
+   */
+  async #heal(epoch: string, first: number, last: number, lost?: string): Promise<void> {
+    const reply = await this.#call(
+      "heal events",
+      HEAL_SCRIPT,
+      [this.#meta, this.#log],
+      [epoch, String(first), String(last)],
+    );
+    if (this.#closed) return;
+    const entries: unknown[] = Array.isArray(reply) && Array.isArray(reply[2]) ? reply[2] : [];
+    // The log is whole from its oldest entry on: what it has of the hole is its end.
+    const events: BridgeEvent[] = [];
+    let missing = last;
+    for (let i = entries.length - 2; i >= 0 && missing >= first; i -= 2) {
+      const seq = Number(entries[i]);
+      if (seq !== missing) break;
+      const event = decodePayload(String(entries[i + 1]), 0, epoch, seq);
+      if (typeof event === "string") {
+        this.#report(
+          bridgeError(`Cannot heal event ${seq}: ${event}`, "malformed"),
+        );
+        break;
+      }
+      events.push(event);
+      missing--;
+    }
+    if (lost !== undefined) this.#lose(lost, epoch, missing);
+    else if (missing >= first) {
+      this.#lose(
+        `events ${first} to ${missing} did not arrive and are gone from Redis's log (trimmed or expired)`,
+        epoch,
+        missing,
+      );
+    } else this.#stats.holesHealed++;
+    this.#stats.eventsHealed += events.length;
+    for (let i = events.length - 1; i >= 0 && !this.#closed; i--) {
+      this.#advance({ kind: "event", epoch, event: events[i]! });
+    }
   }
 
   /** Why Redis contradicts a message's claim, or undefined when it confirms it. */
@@ -573,7 +710,7 @@ class RedisBridge implements Bridge {
     const reply = await this.#call(
       "confirm message",
       CHECK_SCRIPT,
-      [this.#meta, this.#streamKey(event ? event.channel : null)],
+      [this.#meta, this.#streamKey(event ? event.channel : null), this.#log],
       [claim.epoch, String(claim.seq), event ? payloadOf(text) : ""],
     );
     const [epoch, seq, stored] = Array.isArray(reply) ? reply : [];
@@ -606,10 +743,11 @@ class RedisBridge implements Bridge {
   /** Moves live delivery to the message's place, delivers it if it is an event. */
   #advance(message: Message): void {
     const claim = claimOf(message);
-    if (claim.epoch !== this.#position?.epoch) this.#generation++;
-    this.#position = { epoch: claim.epoch, seq: claim.seq };
+    const order = this.#orderOf(claim.epoch, claim.seq);
+    this.#moveTo(claim.epoch, claim.seq);
     if (message.kind === "event") {
       try {
+        message.event.seq = order;
         this.#deliver(message.event);
       } catch (error) {
         this.#report(error);
@@ -618,8 +756,31 @@ class RedisBridge implements Bridge {
     this.#settle();
   }
 
+  /**
+   * The broker-facing seq of `seq` of `epoch`; an epoch met for the first time starts after the
+   * current position (call it before moving there).
+   */
+  #orderOf(epoch: string, seq: number): number {
+    let base = this.#bases.get(epoch);
+    if (base === undefined) {
+      const position = this.#position;
+      // One past it: the new epoch's head (its seq 0) is a position after every older one.
+      base = position === undefined ? 0 : (this.#bases.get(position.epoch) ?? 0) + position.seq + 1;
+      this.#bases.set(epoch, base);
+      // Only the newest epochs matter: a replay of an older one is a gap anyway.
+      if (this.#bases.size > 8) this.#bases.delete(this.#bases.keys().next().value!);
+    }
+    return base + seq;
+  }
+
+  #moveTo(epoch: string, seq: number): void {
+    if (epoch !== this.#position?.epoch) this.#generation++;
+    this.#position = { epoch, seq };
+  }
+
   /** Reports a message that is skipped: it neither moves the position nor is delivered. */
   #refuse(text: string, why: string): void {
+    this.#stats.messagesRefused++;
     this.#report(
       bridgeError(
         `Cannot deliver message from \`${this.#channel}\`: ${why}, got \`${
@@ -652,18 +813,39 @@ class RedisBridge implements Bridge {
     );
   };
 
-  #missed(why: string): void {
+  /**
+   * Events are gone for good: tells the broker (its clients get the gap signal, carrying the new
+   * position's id) and goes on from `seq` of `epoch`.
+   */
+  #lose(why: string, epoch: string, seq: number): void {
+    const position = this.#position;
+    const head = { seq: this.#orderOf(epoch, seq), id: `${epoch}-${seq}` };
+    const gap: BridgeGap = {
+      channels: null,
+      after: position && `${position.epoch}-${position.seq}`,
+      head,
+    };
+    this.#stats.losses++;
     this.#report(
       bridgeError(
-        `Cannot deliver every event: ${why}; this worker's clients are disconnected to resume from their Last-Event-ID`,
+        `Cannot deliver every event: ${why}; this worker's clients get the gap signal and go on from \`${head.id}\``,
         "lost",
       ),
     );
     try {
-      this.#lost();
+      this.#lost(gap);
     } catch (error) {
       this.#report(error);
     }
+    this.#moveTo(epoch, seq);
+    this.#settle();
+  }
+
+  /** Publishes a checkpoint, one at a time: the subscription then finds any hole. */
+  #checkpoint(): void {
+    if (this.#checkpointing || this.#closed) return;
+    this.#checkpointing = true;
+    this.#runHead().then(noop, this.#report).finally(() => this.#checkpointing = false);
   }
 
   #report = (error: unknown): void => {

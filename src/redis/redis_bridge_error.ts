@@ -7,8 +7,8 @@
  * - `"closed"`: the bridge (its broker) is closed.
  * - `"malformed"`: a message on the bridge's Redis channel that it did not write, or that Redis
  *   does not confirm (a forged sequence jump or epoch); skipped, never delivered.
- * - `"lost"`: this worker missed events (its subscription dropped, or Redis lost its data);
- *   its clients were disconnected so that they resume from their `Last-Event-ID`.
+ * - `"lost"`: this worker missed events it cannot fetch any more (Redis lost its data, or they
+ *   fell out of the heal log); its clients got the gap signal on their open streams.
  */
 export type RedisBridgeErrorReason = "unavailable" | "timeout" | "closed" | "malformed" | "lost";
 

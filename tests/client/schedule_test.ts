@@ -67,6 +67,38 @@ describe("connect on a virtual clock", () => {
     }
   });
 
+  it("connect waits out a 503's Retry-After (at least that long), then reconnects", async () => {
+    const server = await scripted([
+      () => new Response("busy\n", { status: 503, headers: { "retry-after": "3" } }),
+      () => new Response("busy\n", { status: 429, headers: { "retry-after": "1" } }),
+      () => new Response(openBody("data: in\n\n"), { headers: SSE }),
+    ]);
+    try {
+      await withVirtualClock(async (clock) => {
+        const retries: RetryInfo[] = [];
+        const errors: unknown[] = [];
+        const reading = follow(
+          connect(server.origin, {
+            backoff: { initial: 100, jitter: 0 },
+            onRetry: (info) => retries.push(info),
+            onError: (error) => errors.push(error),
+          }),
+          1,
+        );
+        await expectRetry(clock, retries, 1, { attempt: 1, delay: 3_000 });
+        // The second wait is the backoff's (100 × 2 = 200) or Retry-After's, whichever is longer.
+        await expectRetry(clock, retries, 2, { attempt: 2, delay: 1_000 });
+        const events = await reading.done;
+        assert.deepEqual(events.map((event) => event.data), ["in"]);
+        assert.equal(server.requests.length, 3);
+        assert.equal(errors.length, 2);
+        assert.match(String(errors[0]), /busy \(status 503\), retry after 3000 ms/);
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
   it("connect retries a network error on the first connect after the initial delay", async () => {
     const server = await scripted([() => new Response(openBody("data: x\n\n"), { headers: SSE })]);
     let calls = 0;

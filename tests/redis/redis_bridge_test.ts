@@ -220,7 +220,7 @@ for (const kind of clientKinds) {
         const malformed = w.errors.filter((e) => e.reason === "malformed");
         assert.equal(malformed.length, junk.length, malformed.map((e) => e.message).join("\n"));
         assert.match(malformed[0]!.message, /^Cannot deliver message from `t\d+\w*:events`: /);
-        assert.match(malformed[1]!.message, /: its epoch is not `[0-9a-z]+`, got `f1 abc 99999 /);
+        assert.match(malformed[1]!.message, /: Redis is at epoch `[0-9a-z]+`, got `f1 abc 99999 /);
         assert.equal(reader.done, false);
         await reader.cancel();
       } finally {

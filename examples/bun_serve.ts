@@ -3,7 +3,8 @@
  * ticks arrive. The default heartbeat keeps the quiet stream alive past Bun's 10 s idle timeout,
  * and the response starts at once, so `onopen` fires before the first tick.
  *
- * Run: `bun examples/bun_serve.ts` (set `PORT` to change the port, 3000 by default).
+ * Run: `bun examples/bun_serve.ts` (set `PORT` to change the port, 3000 by default, and `HOST` to listen elsewhere than
+ * 127.0.0.1).
  *
  * @module
  */
@@ -55,7 +56,7 @@ function events(request: Request): Response {
 }
 
 const server = Bun.serve({
-  hostname: "127.0.0.1",
+  hostname: Bun.env.HOST ?? "127.0.0.1",
   port: Number(Bun.env.PORT ?? 3000),
   fetch(request) {
     const { pathname } = new URL(request.url);

@@ -3,7 +3,8 @@
  * ticks arrive. Reload or restart the server: the browser reconnects by itself and, thanks to the
  * event ids, the count goes on where it stopped.
  *
- * Run: `deno run -A examples/deno_serve.ts` (set `PORT` to change the port, 8000 by default).
+ * Run: `deno run -A examples/deno_serve.ts` (set `PORT` to change the port, 8000 by default, and `HOST` to listen elsewhere than
+ * 127.0.0.1).
  *
  * @module
  */
@@ -61,7 +62,7 @@ function handler(request: Request): Response {
 }
 
 Deno.serve({
-  hostname: "127.0.0.1",
+  hostname: Deno.env.get("HOST") ?? "127.0.0.1",
   port: Number(Deno.env.get("PORT") ?? 8000),
   onListen: ({ hostname, port }) => console.log(`Listening on http://${hostname}:${port}/`),
 }, handler);

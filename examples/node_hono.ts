@@ -4,11 +4,13 @@
  * SvelteKit, Remix, Elysia…) serves it as is.
  *
  * ```sh
- * npm install hono @hono/node-server
+ * npm install                                  # hono and @hono/node-server are devDependencies
  * npx tsx examples/node_hono.ts                # Node 20+; Node 23.6+ also runs .ts itself
- * curl -N localhost:3000/events/news &
- * curl -X POST localhost:3000/publish/news -H 'content-type: application/json' -d '{"hi":1}'
+ * curl -N 127.0.0.1:3000/events/news &
+ * curl -X POST 127.0.0.1:3000/publish/news -H 'content-type: application/json' -d '{"hi":1}'
  * ```
+ *
+ * It listens on 127.0.0.1 (`HOST` to change it) and port 3000 (`PORT`).
  *
  * @module
  */
@@ -49,8 +51,10 @@ app.get("/countdown/:from", (c) => {
 });
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const server = serve({ fetch: app.fetch, port: Number(process.env.PORT ?? 3000) }, (info) => {
-    console.log(`Hono + Flume on http://localhost:${info.port}/events/news`);
+  const hostname = process.env.HOST ?? "127.0.0.1";
+  const port = Number(process.env.PORT ?? 3000);
+  const server = serve({ fetch: app.fetch, port, hostname }, (info) => {
+    console.log(`Hono + Flume on http://${hostname}:${info.port}/events/news`);
   });
   const stop = (): void => {
     // Ends every stream first: an open SSE response would keep server.close() waiting.

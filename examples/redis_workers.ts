@@ -2,10 +2,14 @@
  * N worker processes, one broker shared over Redis: open two workers' pages side by side, post
  * on one, see it on both. Reload a page on another worker: it resumes with `Last-Event-ID`.
  *
- *   deno run -A examples/redis_workers.ts      (or: bun examples/redis_workers.ts)
+ *   npm install                                   (once: the `redis` client is an npm package)
+ *   npx deno run -A examples/redis_workers.ts     (or: npx bun examples/redis_workers.ts)
  *
  * Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`), `WORKERS` (default 3), `PORT`
- * (the first worker's port, default 8000; the others follow).
+ * (the first worker's port, default 8000; the others follow), `HOST` (default 127.0.0.1).
+ *
+ * Ctrl-C or a plain `kill` of this process stops every worker; a worker that fails (its port is
+ * taken, Redis is down) stops the others too, with a message saying which and why.
  * @module
  */
 import { spawn } from "node:child_process";
@@ -30,10 +34,35 @@ if (workerIndex < 0) {
         stdio: "inherit",
       }),
   );
-  process.on("SIGINT", () => {
-    for (const child of children) if (child.pid !== undefined) process.kill(child.pid, "SIGTERM");
-    process.exit(0);
+  let stopping = false;
+  let running = children.length;
+  let exitCode = 0;
+  const stopAll = (code: number): void => {
+    exitCode ||= code;
+    if (stopping) return;
+    stopping = true;
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    }
+  };
+  children.forEach((child, i) => {
+    child.on("exit", (code, signal) => {
+      if (!stopping) {
+        console.error(
+          `worker on port ${firstPort + i} exited (${
+            signal ?? `code ${code}`
+          }); stopping the others`,
+        );
+        stopAll(1);
+      }
+      if (--running === 0) process.exit(exitCode);
+    });
   });
+  // Ctrl-C reaches the whole process group; a plain `kill` reaches only this process, which
+  // passes it on: no worker outlives its parent.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => stopAll(0));
+  }
 } else {
   const port = Number(process.argv[workerIndex + 1]);
   const client = createClient({ url: redisUrl });
@@ -82,9 +111,16 @@ if (workerIndex < 0) {
 
   // deno-lint-ignore no-explicit-any
   const g = globalThis as any;
-  if (g.Bun) g.Bun.serve({ port, hostname: "127.0.0.1", fetch: handler });
-  else g.Deno.serve({ port, hostname: "127.0.0.1" }, handler);
-  console.log(`worker ${process.pid} on http://127.0.0.1:${port}`);
+  const hostname = process.env.HOST ?? "127.0.0.1";
+  try {
+    if (g.Bun) g.Bun.serve({ port, hostname, fetch: handler });
+    else g.Deno.serve({ port, hostname, onListen() {} }, handler);
+  } catch (error) {
+    const why = /in use/i.test(String(error)) ? "the port is in use (set PORT)" : String(error);
+    console.error(`Cannot start worker on ${hostname}:${port}: ${why}`);
+    process.exit(1);
+  }
+  console.log(`worker ${process.pid} on http://${hostname}:${port}`);
 
   process.on("SIGTERM", async () => {
     await broker.close({ retry: [500, 2_000] });

@@ -6,7 +6,7 @@
  *
  * Run: `deno run -A examples/tail_file.ts [FILE]` or `bun examples/tail_file.ts [FILE]`.
  * Without a FILE it tails a temporary file that it appends a line to every second; with one,
- * try `echo hello >> FILE`. Set `PORT` to change the port (8000 by default).
+ * try `echo hello >> FILE`. Set `PORT` to change the port (8000 by default), `HOST` to listen elsewhere than 127.0.0.1.
  *
  * @module
  */
@@ -143,15 +143,16 @@ async function demoFile(): Promise<string> {
 const path = process.argv[2] ?? await demoFile();
 await stat(path); // fail at once, with the runtime's message, for a file that is not there
 const port = Number(process.env.PORT ?? 8000);
+const hostname = process.env.HOST ?? "127.0.0.1";
 // deno-lint-ignore no-explicit-any
 const runtime = globalThis as any;
 const fetch = (request: Request): Promise<Response> => handler(request, path);
 if (runtime.Bun) {
-  const server = runtime.Bun.serve({ hostname: "127.0.0.1", port, fetch });
+  const server = runtime.Bun.serve({ hostname, port, fetch });
   console.log(`Tailing ${path} on ${server.url}`);
 } else {
   runtime.Deno.serve({
-    hostname: "127.0.0.1",
+    hostname,
     port,
     onListen: (addr: { hostname: string; port: number }) =>
       console.log(`Tailing ${path} on http://${addr.hostname}:${addr.port}/`),

@@ -4,7 +4,7 @@
  *
  * ```sh
  * npm start                                  # fresh clone, Node and npm only
- * deno run -A examples/demo/server.ts        # or: bun examples/demo/server.ts
+ * npx deno run -A examples/demo/server.ts    # or: npx bun examples/demo/server.ts
  * ```
  *
  * The broker keeps its history in memory. A dropped connection ("Drop connection" in the page)
@@ -338,13 +338,15 @@ export function startDemo(options: StartDemoOptions = {}): Promise<RunningDemo> 
 
 async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8000);
+  // Local only by default; HOST=0.0.0.0 to listen on every interface.
+  const hostname = process.env.HOST ?? "127.0.0.1";
   let running: RunningDemo;
   try {
-    running = await startDemo({ port });
+    running = await startDemo({ port, hostname });
   } catch (error) {
     if (!(error instanceof Error && /in use/i.test(error.message)) || port === 0) throw error;
     console.log(`Port ${port} is busy; using a free one (set PORT to choose).`);
-    running = await startDemo({ port: 0 });
+    running = await startDemo({ port: 0, hostname });
   }
   const url = `http://localhost:${running.port}/`;
   console.log(`Flume demo running at ${url}  (Ctrl+C to stop)`);

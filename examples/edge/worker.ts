@@ -4,9 +4,8 @@
  * calls a `fetch(request)` handler:
  *
  * ```sh
- * deno serve -A examples/edge/worker.ts              # Deno Deploy style, http://localhost:8000
- * bun examples/edge/worker.ts                        # Bun serves a default export too (:3000)
- * deno run -A examples/edge/serve_workerd.ts         # under Cloudflare's workerd, :8787
+ * npx deno serve -A --host 127.0.0.1 examples/edge/worker.ts   # Deno Deploy style, :8000
+ * npx deno run -A examples/edge/serve_workerd.ts     # under Cloudflare's workerd, 127.0.0.1:8787
  * npx wrangler dev examples/edge/worker.ts           # if you use wrangler
  * ```
  *

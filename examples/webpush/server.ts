@@ -1,12 +1,14 @@
 // Notifications that reach a user whether or not a page is open.
 //
-//   deno serve -A examples/webpush/server.ts        (or: bun examples/webpush/server.ts)
+//   npm run webpush:demo     (the same as: npx deno run -A examples/webpush/server.ts)
+//   npx bun examples/webpush/server.ts
 //
-// Open http://localhost:8000 (Bun: :3000), pick a name and press "Enable notifications". With the
+// It listens on 127.0.0.1 (`HOST` to change it) and port 8000 (`PORT`). Open http://127.0.0.1:8000
+// (browsers allow push on localhost without HTTPS), pick a name and press "Enable notifications". With the
 // page open, a notification arrives over SSE and shows in the page; close the page and the same
 // notification arrives as a Web Push message that the service worker shows:
 //
-//   curl -X POST 'http://localhost:8000/notify?user=ana' -d '{"title":"Hi","body":"from curl"}'
+//   curl -X POST 'http://127.0.0.1:8000/notify?user=ana' -d '{"title":"Hi","body":"from curl"}'
 //
 // Keys come from VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY / VAPID_SUBJECT (see generate_keys.ts);
 // without them a throwaway pair is made at start, and subscriptions die with the process.
@@ -105,4 +107,17 @@ async function handle(request: Request): Promise<Response> {
   return new Response("Not found", { status: 404 });
 }
 
-export default { fetch: handle };
+const port = Number(env("PORT") ?? 8000);
+// Local only by default; HOST=0.0.0.0 to listen on every interface.
+const hostname = env("HOST") ?? "127.0.0.1";
+
+// Bun serves the default export of the file it runs (with this `port` and `hostname`); Deno
+// serves it here, under `deno run` (`deno serve` would ignore `hostname` and listen everywhere).
+export default { port, hostname, fetch: handle };
+
+if ((import.meta as { main?: boolean }).main && "Deno" in globalThis) {
+  const { Deno } = globalThis as unknown as {
+    Deno: { serve(options: { port: number; hostname: string }, handler: typeof handle): unknown };
+  };
+  Deno.serve({ port, hostname }, handle);
+}

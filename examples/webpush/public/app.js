@@ -39,11 +39,20 @@ $("enable").addEventListener("click", async () => {
   const registration = await navigator.serviceWorker.register("/sw.js");
   await navigator.serviceWorker.ready;
   const publicKey = await (await fetch("/vapid-public-key")).text();
-  const subscription = await registration.pushManager.getSubscription() ??
-    await registration.pushManager.subscribe({
-      userVisibleOnly: true, // Chrome requires it: every push must show a notification
-      applicationServerKey: fromBase64Url(publicKey),
-    });
+  let subscription;
+  try {
+    subscription = await registration.pushManager.getSubscription() ??
+      await registration.pushManager.subscribe({
+        userVisibleOnly: true, // Chrome requires it: every push must show a notification
+        applicationServerKey: fromBase64Url(publicKey),
+      });
+  } catch (error) {
+    // An AbortError where the browser has no push service (headless, some Chromium builds,
+    // Brave with push off): say so instead of failing without a word.
+    $("status").textContent = `Push is not available here (${error.name}: ${error.message}); ` +
+      "notifications still arrive while this page is open.";
+    return;
+  }
   const response = await fetch(`/subscribe?user=${encodeURIComponent(user())}`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },

@@ -169,3 +169,9 @@ function bun(client: Loose, subscriber: Loose): RedisBridgeAdapter {
     },
   };
 }
+
+/** The SHA-1 of a script in hex, the name `EVALSHA` knows it by. */
+export async function scriptSha(script: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(script));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}

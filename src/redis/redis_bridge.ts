@@ -2,7 +2,7 @@ import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from
 import { type BridgeStats, bridgeStats, type ReportsBridgeStats } from "../_bridge_stats.ts";
 import { clock, type TimerHandle } from "../_clock.ts";
 import { MAX_ID_LENGTH } from "../_wire.ts";
-import { adapterFor } from "./_adapters.ts";
+import { adapterFor, scriptSha } from "./_adapters.ts";
 import {
   decodeMessage,
   decodePayload,
@@ -16,7 +16,6 @@ import {
   HEAL_SCRIPT,
   PUBLISH_SCRIPT,
   REPLAY_SCRIPT,
-  scriptSha,
 } from "./_scripts.ts";
 import { type Claim, nextStep, type Position, type Step } from "./_sequence.ts";
 import type { RedisBridgeAdapter } from "./redis_bridge_adapter.ts";

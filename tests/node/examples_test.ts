@@ -40,6 +40,22 @@ function startWorkers(env: Record<string, string>): {
   return { child, output: () => output, exited };
 }
 
+/** A port whose next one is free too (the example's workers take PORT, PORT + 1, …). */
+async function twoFreePorts(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    const probe = createNetServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once("error", () => resolve(false));
+      probe.listen(port + 1, "127.0.0.1", () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => probe.close(resolve));
+      return port;
+    }
+  }
+}
+
 function workerPids(output: string): number[] {
   return [...output.matchAll(/^worker (\d+) on /gm)].map((m) => Number(m[1]));
 }
@@ -51,11 +67,21 @@ describe("examples/redis_workers.ts", () => {
   });
   after(() => redis.stop());
 
-  it("a plain kill of the parent stops every worker", async () => {
-    const port = await freePort();
+  it("a plain kill of the parent stops every worker", { timeout: 150_000 }, async () => {
+    const port = await twoFreePorts();
     const run = startWorkers({ REDIS_URL: redis.url, WORKERS: "2", PORT: String(port) });
     try {
-      await waitFor(() => workerPids(run.output()).length === 2, 30_000, "two workers");
+      // A fresh clone starts cold: Deno reads the npm packages for the first time.
+      let started = false;
+      const early = run.exited.then((code) => {
+        if (!started) throw new Error(`the example exited (code ${code}) early:\n${run.output()}`);
+      });
+      early.catch(() => {}); // read by the race below; once started, an exit is expected
+      await Promise.race([
+        waitFor(() => workerPids(run.output()).length === 2, 120_000, "two workers"),
+        early,
+      ]);
+      started = true;
       const pids = workerPids(run.output());
       run.child.kill("SIGTERM");
       assert.equal(await run.exited, 0);
@@ -66,16 +92,19 @@ describe("examples/redis_workers.ts", () => {
     }
   });
 
-  it("a worker that cannot bind its port stops them all with a clear message", async () => {
-    const port = await freePort();
-    // The second worker's port is taken.
+  it("a worker that cannot bind its port stops them all with a clear message", {
+    timeout: 150_000,
+  }, async () => {
+    // The second worker's port is taken: by a listener on a port the system picked, which is
+    // free for sure, with the workers' ports counted back from it.
     const blocker = createNetServer();
-    await new Promise<void>((resolve) => blocker.listen(port + 1, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as { port: number }).port - 1;
     const run = startWorkers({ REDIS_URL: redis.url, WORKERS: "2", PORT: String(port) });
     try {
       const code = await Promise.race([
         run.exited,
-        new Promise((resolve) => setTimeout(resolve, 30_000, "timeout")),
+        new Promise((resolve) => setTimeout(resolve, 120_000, "timeout")),
       ]);
       assert.equal(code, 1, run.output());
       assert.match(

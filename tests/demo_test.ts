@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { type Browser, launchBrowser, type Page } from "./_browser.ts";
-import { type RunningDemo, startDemo } from "../examples/demo/server.ts";
+import { fakeAnswer, type RunningDemo, startDemo } from "../examples/demo/server.ts";
 
 const OPTIONS = { port: 0, tickInterval: 250, taskStep: 40, retry: 300 };
 const WAIT = 10_000;
@@ -161,6 +161,128 @@ describe("demo page in headless Chromium", () => {
       const live = await post(demo.origin, "/api/notify", { user: "bob", text: "live for bob" });
       await live.body?.cancel();
       await waitForText(page, "#feed", "live for bob");
+    },
+  );
+});
+
+describe("demo answer panel in headless Chromium", () => {
+  // 120 words in 60 chunks, one every 40 ms: about 2.4 s, long enough to reload in the middle.
+  const WORDS = 120;
+  let browser: Browser | undefined;
+  let demo: RunningDemo | undefined;
+  let ready: Promise<void> | undefined;
+
+  async function setup(): Promise<void> {
+    demo = await startDemo({ ...OPTIONS, answerWords: WORDS, answerStep: 40 });
+    browser = await launchBrowser();
+  }
+
+  // As above: set up under the first test's timeout, which Bun honours for tests only.
+  const test = (title: string, timeout: number, fn: (page: Page) => Promise<void>): void => {
+    it(title, { timeout }, async () => {
+      await (ready ??= setup());
+      // A page of its own (a fresh context): its sessionStorage holds no answer yet.
+      const page = await browser!.newPage({ viewport: { width: 1100, height: 900 } });
+      const errors: string[] = [];
+      page.on("pageerror", (error) => errors.push(String(error)));
+      try {
+        await fn(page);
+        assert.deepEqual(errors, []);
+      } finally {
+        await page.close();
+      }
+    });
+  };
+
+  after(async () => {
+    await browser?.close();
+    await demo?.close();
+  });
+
+  /** Waits until the answer shows at least `count` words. */
+  async function waitForWords(page: Page, count: number): Promise<void> {
+    // A string: it runs in the page, whose `document` this file's types do not know.
+    await page.waitForFunction(
+      `Number(document.getElementById("answer").dataset.words) >= ${count}`,
+      null,
+      { timeout: WAIT },
+    );
+  }
+
+  /** Words shown in the answer now. */
+  async function words(page: Page): Promise<number> {
+    return Number(await page.locator("#answer").getAttribute("data-words"));
+  }
+
+  async function status(id: string): Promise<Record<string, unknown>> {
+    const response = await fetch(`${demo!.origin}/api/answer/status?id=${id}`);
+    assert.equal(response.status, 200);
+    return await response.json();
+  }
+
+  async function answerId(page: Page): Promise<string> {
+    const saved = await page.evaluate(() => sessionStorage.getItem("flume-demo-answer"));
+    return JSON.parse(String(saved)).id;
+  }
+
+  test(
+    "continues the answer after a reload mid-way, with no word repeated or missed",
+    40_000,
+    async (page) => {
+      const full = fakeAnswer(WORDS).join("");
+      await page.goto(`${demo!.origin}/?user=alice`);
+      await page.locator("#ask button").first().click();
+      await waitForText(page, "#answer-state", "streaming");
+      await waitForWords(page, 10);
+      const id = await answerId(page);
+      await page.reload();
+      // Still generating when the reloaded page re-attached: the rest came from the server's
+      // stored events and live tail, after the page's Last-Event-ID.
+      const resumedAt = Number(await page.locator("#answer").getAttribute("data-resumed-at"));
+      assert.ok(resumedAt >= 10 && resumedAt < WORDS, `resumed at ${resumedAt}`);
+      assert.match(await text(page, "#answer-note"), /re-attached after chunk \w+-\d+/);
+      assert.equal(await waitForText(page, "#answer-state", /^done$/), "done");
+      assert.equal(await text(page, "#answer"), full);
+      assert.equal(await words(page), WORDS);
+      assert.equal(await answerId(page), id);
+      const ended = await status(id);
+      assert.equal(ended.state, "ended");
+      assert.equal(ended.reason, "complete");
+      // Every chunk plus the end marker: the model ran once, through the reload.
+      assert.equal(ended.events, fakeAnswer(WORDS).length + 1);
+      await screenshot(page, "demo-answer.png");
+    },
+  );
+
+  test(
+    "stops the answer with Stop: the page shows stopped and the producer ends",
+    30_000,
+    async (page) => {
+      await page.goto(`${demo!.origin}/?user=alice`);
+      await page.locator("#ask button").first().click();
+      await waitForWords(page, 6);
+      const id = await answerId(page);
+      assert.equal((await status(id)).producing, true);
+      await page.locator("#stop").click();
+      assert.equal(await waitForText(page, "#answer-state", /^stopped$/), "stopped");
+      const shown = await text(page, "#answer");
+      assert.ok(fakeAnswer(WORDS).join("").startsWith(shown), shown);
+      const count = await words(page);
+      assert.ok(count >= 6 && count < WORDS, `stopped at ${count} words`);
+      let stopped = await status(id);
+      for (let i = 0; i < 50 && stopped.producing; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        stopped = await status(id);
+      }
+      assert.equal(stopped.state, "ended");
+      assert.equal(stopped.reason, "cancelled");
+      assert.equal(stopped.producing, false);
+      assert.equal(stopped.running, 0);
+      // Nothing arrives after "stopped": the producer wrote no more, the page listens no more.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(await text(page, "#answer"), shown);
+      assert.equal((await status(id)).events, stopped.events);
+      assert.equal(await page.locator("#stop").isDisabled(), true);
     },
   );
 });

@@ -1,6 +1,8 @@
 /**
  * The live demo: one page with a notification feed per user, a ticker broadcast to everyone, a
- * progress bar driven by a server task, and the connection state, all over one `EventSource`.
+ * progress bar driven by a server task, and the connection state, all over one `EventSource`;
+ * and a generated answer from a fake model that outlives the page (`@flume/sse/resumable`):
+ * reload mid-answer and it continues where it was, or stop it.
  *
  * ```sh
  * npm start                                  # fresh clone, Node and npm only
@@ -12,11 +14,16 @@
  * that history, so a page that comes back to it gets the gap signal (`stream-reset`) and
  * refetches its state instead.
  *
+ * The answer panel streams {@linkcode fakeAnswer} (no network, no model: the same words every
+ * time) through `ResumableStreams` in memory. `ANSWER_WORDS` and `ANSWER_STEP` (ms between
+ * chunks) make it shorter or faster.
+ *
  * @module
  */
 
 import process from "node:process";
 import { Broker, type EventStream, formatMetrics } from "../../mod.ts";
+import { ResumableStreams } from "../../src/resumable/mod.ts";
 
 /** The users the page can pick; a fixed list keeps the number of channels bounded. */
 export const USERS: readonly string[] = ["alice", "bob", "carol"];
@@ -77,6 +84,16 @@ export interface DemoOptions {
    * @default {500}
    */
   history?: number;
+  /**
+   * Words of the fake model's answer.
+   * @default {400}
+   */
+  answerWords?: number;
+  /**
+   * Milliseconds between the answer's chunks (of one to three words).
+   * @default {100}
+   */
+  answerStep?: number;
 }
 
 /** A running demo application (no server of its own: see {@linkcode startDemo}). */
@@ -90,9 +107,39 @@ export interface Demo {
 const STATIC: Record<string, [file: string, type: string]> = {
   "/": ["index.html", "text/html; charset=utf-8"],
   "/app.js": ["app.js", "text/javascript; charset=utf-8"],
+  "/answer.js": ["answer.js", "text/javascript; charset=utf-8"],
 };
 const MAX_TEXT = 200;
 const MAX_NOTIFICATIONS = 20;
+/** Answers the demo keeps at once (running or retained); a new one past it gets 503. */
+const MAX_ANSWERS = 100;
+
+/** The fake model's vocabulary: its answers are this text, word after word, over and over. */
+const MODEL_TEXT = `A resumable stream keeps a generation alive beyond its connection. The producer
+runs under an id until it ends, whether or not anyone is reading, and every event it sends is
+stored with an id. A reader that reloads the page comes back with the id of the last event it
+saw and gets exactly what it missed, then the live tail, then an end marker that tells a
+finished answer from one that was cut off. Nothing is generated twice and nothing is paid for
+twice: the model ran once, and every reader shares what it wrote.`.split(/\s+/);
+
+/**
+ * The fake model's whole answer of `words` words: deterministic, so a test compares what a page
+ * shows with it exactly.
+ * @param words How many words.
+ * @returns The answer's chunks, in order: one to three words each, every chunk after the first
+ * starting with a space; joined, they are the answer.
+ */
+export function fakeAnswer(words: number): string[] {
+  const chunks: string[] = [];
+  for (let word = 0; word < words;) {
+    const size = Math.min(1 + (chunks.length % 3), words - word);
+    const text = Array.from({ length: size }, (_, i) => MODEL_TEXT[(word + i) % MODEL_TEXT.length])
+      .join(" ");
+    chunks.push(word === 0 ? text : " " + text);
+    word += size;
+  }
+  return chunks;
+}
 
 /**
  * Creates the demo application: its broker, ticker and tasks, and a `fetch` handler.
@@ -115,6 +162,17 @@ export function createDemo(options: DemoOptions = {}): Demo {
   /** Each page's stream, by the client id in its URL, for "Drop connection". */
   const streams = new Map<string, EventStream>();
   const files = new Map<string, string>();
+  const answerWords = options.answerWords ?? 400;
+  const answerStep = options.answerStep ?? 100;
+  if (!Number.isInteger(answerWords) || answerWords < 1 || !(answerStep >= 0)) {
+    throw new RangeError(
+      `Cannot create the demo: \`answerWords\` must be a positive integer and \`answerStep\` at least 0, got \`${answerWords}\` and \`${answerStep}\``,
+    );
+  }
+  const answerChunks = fakeAnswer(answerWords);
+  const answers = new ResumableStreams({ maxStreams: MAX_ANSWERS });
+  /** Ids of the answers whose producer has not returned yet: what the status route reports. */
+  const producing = new Set<string>();
 
   let price = 100;
   let lastTick: Tick | undefined;
@@ -197,6 +255,8 @@ export function createDemo(options: DemoOptions = {}): Demo {
           tick: lastTick ?? null,
         });
       }
+      if (path === "/api/answer/stream") return answerStream(url, request);
+      if (path === "/api/answer/status") return answerStatus(url);
       if (path === "/metrics") {
         return new Response(formatMetrics(broker.metrics()), {
           headers: { "content-type": "text/plain; version=0.0.4" },
@@ -219,6 +279,12 @@ export function createDemo(options: DemoOptions = {}): Demo {
       if (!user) return json({ error: "Expected `user`" }, 400);
       return json({ task: runTask(user) }, 202);
     }
+    if (path === "/api/answer") return startAnswer();
+    if (path === "/api/answer/stop") {
+      const id = answerIdOf(body?.id);
+      if (!id) return json({ error: "Expected `id`" }, 400);
+      return json({ stopped: await answers.cancel(id) });
+    }
     if (path === "/api/drop") {
       const stream = streams.get(String(body?.client));
       // Ends the stream as a network blip would: the page reconnects with Last-Event-ID.
@@ -226,6 +292,55 @@ export function createDemo(options: DemoOptions = {}): Demo {
       return json({ dropped: stream !== undefined }, stream ? 200 : 404);
     }
     return json({ error: "Not found" }, 404);
+  }
+
+  /** Starts the fake model under a new id: it writes to the generation, not to a connection. */
+  async function startAnswer(): Promise<Response> {
+    const id = `answer-${crypto.randomUUID()}`;
+    const started = await answers.start(id, async (stream) => {
+      producing.add(id);
+      try {
+        for (const text of answerChunks) {
+          await sleep(answerStep, stream.signal);
+          if (stream.signal.aborted) return; // "Stop", or the demo is closing
+          await stream.publish({ text }, { event: "chunk" });
+        }
+      } finally {
+        producing.delete(id);
+      }
+    });
+    if (started !== "started") return json({ error: "Too many answers; try again later" }, 503);
+    return json({ id, chunks: answerChunks.length }, 201);
+  }
+
+  /**
+   * A page's stream of an answer. EventSource sends `Last-Event-ID` itself when it reconnects;
+   * a reloaded page has a new EventSource, which cannot, so it passes its position in the URL.
+   */
+  async function answerStream(url: URL, request: Request): Promise<Response> {
+    if (closed) return json({ error: "The demo is stopping" }, 503);
+    const id = url.searchParams.get("id") ?? "";
+    const lastEventId = url.searchParams.get("lastEventId");
+    if (request.headers.has("last-event-id") || !lastEventId) {
+      return await answers.response(id, request);
+    }
+    return await answers.response(
+      id,
+      new Request(request.url, {
+        headers: { "last-event-id": lastEventId },
+        signal: request.signal,
+      }),
+    );
+  }
+
+  async function answerStatus(url: URL): Promise<Response> {
+    if (closed) return json({ error: "The demo is stopping" }, 503);
+    const id = answerIdOf(url.searchParams.get("id"));
+    if (!id) return json({ error: "Expected `id`" }, 400);
+    const status = await answers.status(id);
+    if (!status) return json({ error: "No such answer (never started, or expired)" }, 404);
+    const { running, ended } = answers.metrics();
+    return json({ ...status, producing: producing.has(id), running, ended });
   }
 
   async function page(file: string, type: string): Promise<Response> {
@@ -244,11 +359,31 @@ export function createDemo(options: DemoOptions = {}): Demo {
     clearInterval(ticker);
     for (const timer of timers) clearTimeout(timer);
     timers.clear();
+    // Ends every answer as "cancelled" and every answer's reader; the producers stop at once.
+    await answers.close();
     // A short, spread-out delay: the pages come back soon after a restart, not all at once.
     await broker.close({ event: { event: "bye", data: "server stopping" }, retry: [500, 1_500] });
   }
 
   return { fetch, close };
+}
+
+function answerIdOf(value: unknown): string | undefined {
+  return typeof value === "string" && /^answer-[\w-]{1,60}$/.test(value) ? value : undefined;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; its timer never outlives it. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 function userOf(value: unknown): string | undefined {
@@ -338,15 +473,19 @@ export function startDemo(options: StartDemoOptions = {}): Promise<RunningDemo> 
 
 async function main(): Promise<void> {
   const port = Number(process.env.PORT ?? 8000);
+  const answer = {
+    ...(process.env.ANSWER_WORDS ? { answerWords: Number(process.env.ANSWER_WORDS) } : {}),
+    ...(process.env.ANSWER_STEP ? { answerStep: Number(process.env.ANSWER_STEP) } : {}),
+  };
   // Local only by default; HOST=0.0.0.0 to listen on every interface.
   const hostname = process.env.HOST ?? "127.0.0.1";
   let running: RunningDemo;
   try {
-    running = await startDemo({ port, hostname });
+    running = await startDemo({ port, hostname, ...answer });
   } catch (error) {
     if (!(error instanceof Error && /in use/i.test(error.message)) || port === 0) throw error;
     console.log(`Port ${port} is busy; using a free one (set PORT to choose).`);
-    running = await startDemo({ port: 0, hostname });
+    running = await startDemo({ port: 0, hostname, ...answer });
   }
   const url = `http://localhost:${running.port}/`;
   console.log(`Flume demo running at ${url}  (Ctrl+C to stop)`);

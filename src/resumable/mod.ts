@@ -50,11 +50,20 @@ export {
   type ResumableEndReason,
   type ResumableEvent,
   type ResumableMetrics,
+  type ResumableReadOptions,
   type ResumableRedisOptions,
   type ResumableStartResult,
   type ResumableStatus,
+  type ResumableStoredEvent,
   ResumableStreams,
   type ResumableStreamsOptions,
   type ResumableWriter,
 } from "./resumable_streams.ts";
+export {
+  type McpEventId,
+  McpEventStore,
+  type McpEventStoreOptions,
+  type McpMessage,
+  type McpStreamId,
+} from "./mcp_event_store.ts";
 export type { RedisBridgeAdapter, RedisBridgeListener } from "../redis/redis_bridge_adapter.ts";

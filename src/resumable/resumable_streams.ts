@@ -7,12 +7,14 @@
 import { checkOptionalMs, checkPositiveInteger } from "../_options.ts";
 import { encodeText } from "../_bytes.ts";
 import { STREAM_RESET_EVENT } from "../_replay.ts";
-import { encodeBody, encodeEvent } from "../_wire.ts";
+import { encodeBody, encodeEvent, MAX_ID_LENGTH } from "../_wire.ts";
+import { requestSignal } from "../_runtime.ts";
 import { offerFrame, onRoom, onStreamEnd } from "../_stream_control.ts";
 import { EventStream } from "../event_stream.ts";
 import { adapterFor } from "../redis/_adapters.ts";
 import type { RedisBridgeAdapter } from "../redis/redis_bridge_adapter.ts";
-import { type Log, positionOf, type ResumableEndReason } from "./_log.ts";
+import { eventId, type Log, positionOf, type ResumableEndReason } from "./_log.ts";
+import { type ParsedEvent, Parser } from "../_parser.ts";
 import { MemoryStore } from "./_memory_store.ts";
 import { RedisStore } from "./_redis_store.ts";
 import type { ResumableStatus, StartOutcome, Store } from "./_store.ts";
@@ -110,6 +112,30 @@ export interface ResumableEvent {
   event?: string | undefined;
 }
 
+/** A stored event as {@linkcode ResumableStreams.events} gives it. */
+export interface ResumableStoredEvent {
+  /** Its id in the generation (`<token>-<seq>`): what a reader resumes after. */
+  id: string;
+  /** Its type: `"message"` when unnamed; {@linkcode END_EVENT} for the end marker. */
+  event: string;
+  /** Its data as stored: JSON text for anything but a string or bytes. */
+  data: string;
+}
+
+/** Options of {@linkcode ResumableStreams.events}. */
+export interface ResumableReadOptions {
+  /** Read the events after this id of the generation; from the start when absent. */
+  lastEventId?: string | undefined;
+  /**
+   * Follow the live tail until the end marker (yielded last); when false, stop after the events
+   * stored when `events()` was called.
+   * @default {false}
+   */
+  live?: boolean | undefined;
+  /** Stops the iteration (it then returns). */
+  signal?: AbortSignal | undefined;
+}
+
 /** What a producer writes to. */
 export interface ResumableWriter {
   /** The id of the generation. */
@@ -122,18 +148,18 @@ export interface ResumableWriter {
   /**
    * Stores one event and hands it to every reader.
    * @param event The event.
-   * @returns A promise that resolves once the event is stored; it rejects with a
-   * `TypeError`/`RangeError` for an event that cannot be encoded, and with the signal's reason
-   * once the generation cannot take more.
+   * @returns A promise of the stored event's id (`<token>-<seq>`, what a reader sends back as
+   * `Last-Event-ID`) once it is stored; it rejects with a `TypeError`/`RangeError` for an event
+   * that cannot be encoded, and with the signal's reason once the generation cannot take more.
    */
-  send(event: ResumableEvent): Promise<void>;
+  send(event: ResumableEvent): Promise<string>;
   /**
    * Stores one event made of `data` and a type: a shorthand of `send()`.
    * @param data The payload.
    * @param options The event type.
-   * @returns A promise that resolves once the event is stored, as `send()` does.
+   * @returns A promise of the stored event's id, as `send()` gives.
    */
-  publish(data: unknown, options?: { event?: string | undefined }): Promise<void>;
+  publish(data: unknown, options?: { event?: string | undefined }): Promise<string>;
 }
 
 /** What {@linkcode ResumableStreams.metrics} reports, for this instance. */
@@ -284,7 +310,7 @@ export class ResumableStreams {
    */
   async start(
     id: string,
-    producer: (stream: ResumableWriter) => void | Promise<void>,
+    producer: (stream: ResumableWriter) => void | Promise<unknown>,
   ): Promise<ResumableStartResult> {
     checkStreamId("start stream", id);
     if (typeof producer !== "function") {
@@ -300,7 +326,7 @@ export class ResumableStreams {
     this.#started++;
     const controller = new AbortController();
     this.#running.set(id, { controller });
-    const done = this.#run(id, controller, producer);
+    const done = this.#run(id, token, controller, producer);
     this.#finished.set(id, done);
     void done.finally(() => {
       if (this.#finished.get(id) === done) this.#finished.delete(id);
@@ -375,15 +401,18 @@ export class ResumableStreams {
         cursor = 0;
         reset = encodeText(encodeEvent({
           event: STREAM_RESET_EVENT,
-          data: { stream: id, lastEventId: header.slice(0, 256) },
+          data: { stream: id, lastEventId: header.slice(0, MAX_ID_LENGTH) },
         }));
       } else if (log.ended && cursor >= log.entries.length) {
         this.#store.release(id, log);
         return new Response(null, { status: 204 });
       }
     }
+    // Deno aborts request.signal after a successful response too (and warns); the body's
+    // cancel() sees a disconnect there (see requestSignal).
+    const signal = requestSignal(request);
     const stream = new EventStream({
-      signal: request.signal,
+      ...(signal ? { signal } : {}),
       ...(this.#heartbeat === undefined ? {} : { heartbeat: this.#heartbeat }),
     });
     if (reset) stream[offerFrame](reset, "pinned");
@@ -393,6 +422,109 @@ export class ResumableStreams {
       this.#store.release(id, log);
     });
     return stream.response(init);
+  }
+
+  /**
+   * Reads a generation's stored events in code (what `response()` sends, without HTTP): the
+   * events after `lastEventId`, in order; with `live`, then the live tail up to the end marker.
+   * The iteration returns early when the generation is dropped (expired, or the instance
+   * closed) or `signal` aborts. Iterate it to its end or leave the loop (`break`): either lets
+   * go of the generation; an iterator never started holds it.
+   * @param id The generation's id.
+   * @param options Where to start, whether to follow, and a signal.
+   * @returns The events, or undefined when there is no generation under `id`.
+   * @throws {TypeError} `id` is not a string or has a control character.
+   * @throws {RangeError} `id` is empty or too long, or `lastEventId` is not one of this
+   * generation's ids.
+   * @example What a finished generation holds
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ResumableStreams } from "@flume/sse/resumable";
+   *
+   * const resumable = new ResumableStreams();
+   * let first = "";
+   * await resumable.start("g", async (stream) => {
+   *   first = await stream.publish("a");
+   *   await stream.publish({ b: 1 }, { event: "obj" });
+   * });
+   * await resumable.finished("g");
+   * const events = [];
+   * for await (const event of (await resumable.events("g", { lastEventId: first }))!) {
+   *   events.push([event.event, event.data]);
+   * }
+   * assert.deepEqual(events, [["obj", '{"b":1}'], ["end", '{"reason":"complete"}']]);
+   * assert.equal(await resumable.events("none"), undefined);
+   * await resumable.close();
+   * ```
+   */
+  async events(
+    id: string,
+    options: ResumableReadOptions = {},
+  ): Promise<AsyncGenerator<ResumableStoredEvent, void, undefined> | undefined> {
+    checkStreamId("read stream", id);
+    await this.#ready;
+    this.#checkOpen("read stream");
+    // The stored count comes from the truth (Redis, not a mirror that may lag): every event
+    // stored before this call is read.
+    const target = options.live ? Infinity : (await this.#store.status(id))?.events;
+    if (target === undefined) return undefined;
+    const log = await this.#store.attach(id);
+    if (!log) return undefined;
+    let cursor = 0;
+    const after = options.lastEventId;
+    if (after !== undefined) {
+      // A mirror learns its token with its first read, which attach() awaited.
+      cursor = positionOf(after, log.token, Math.max(log.entries.length, target));
+      if (cursor < 0) {
+        this.#store.release(id, log);
+        throw new RangeError(
+          `Cannot read stream: \`lastEventId\` is not an id of \`${id}\`, got \`${
+            after.slice(0, 256)
+          }\``,
+        );
+      }
+    }
+    return this.#read(id, log, cursor, target, options.signal);
+  }
+
+  async *#read(
+    id: string,
+    log: Log,
+    cursor: number,
+    target: number,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<ResumableStoredEvent, void, undefined> {
+    let parsed: ParsedEvent | undefined;
+    const parser = new Parser({
+      onEvent: (event) => parsed = event,
+      maxEventSize: Number.MAX_SAFE_INTEGER,
+    });
+    const decoder = new TextDecoder();
+    try {
+      let index = cursor;
+      while (index < target && !log.gone && !signal?.aborted) {
+        if (index < log.entries.length) {
+          const entry = log.entries[index++]!;
+          parsed = undefined;
+          parser.feed(decoder.decode(entry.frame));
+          if (parsed) {
+            const { type, data, lastEventId } = parsed as ParsedEvent;
+            yield { id: lastEventId, event: type, data };
+          }
+          if (entry.end) return;
+          continue;
+        }
+        let wake!: () => void;
+        const sleeping = new Promise<void>((resolve) => wake = resolve);
+        const unwait = log.wait(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+        await sleeping;
+        unwait();
+        signal?.removeEventListener("abort", wake);
+      }
+    } finally {
+      this.#store.release(id, log);
+    }
   }
 
   /**
@@ -483,10 +615,11 @@ export class ResumableStreams {
 
   async #run(
     id: string,
+    token: string,
     controller: AbortController,
-    producer: (stream: ResumableWriter) => void | Promise<void>,
+    producer: (stream: ResumableWriter) => void | Promise<unknown>,
   ): Promise<void> {
-    const writer = new Writer(id, controller, this.#store, this.#maxEvents);
+    const writer = new Writer(id, token, controller, this.#store, this.#maxEvents);
     const release = this.#store.hold(id, () => controller.abort(lost()));
     let reason: ResumableEndReason = "complete";
     try {
@@ -563,11 +696,15 @@ class Writer implements ResumableWriter {
   readonly #controller: AbortController;
   readonly #store: Store;
   readonly #max: number;
-  #queue: { body: string; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  readonly #token: string;
+  /** Events stored: this writer is the only one appending to its generation. */
+  #stored = 0;
+  #queue: { body: string; resolve: (id: string) => void; reject: (error: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
 
-  constructor(id: string, controller: AbortController, store: Store, max: number) {
+  constructor(id: string, token: string, controller: AbortController, store: Store, max: number) {
     this.id = id;
+    this.#token = token;
     this.#controller = controller;
     this.#store = store;
     this.#max = max;
@@ -577,7 +714,7 @@ class Writer implements ResumableWriter {
     return this.#controller.signal;
   }
 
-  send(event: ResumableEvent): Promise<void> {
+  send(event: ResumableEvent): Promise<string> {
     if (this.signal.aborted) return Promise.reject(this.signal.reason);
     let body: string;
     try {
@@ -600,13 +737,13 @@ class Writer implements ResumableWriter {
         ),
       );
     }
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<string>((resolve, reject) => {
       this.#queue.push({ body, resolve, reject });
       this.#flushing ??= this.#flush();
     });
   }
 
-  publish(data: unknown, options?: { event?: string | undefined }): Promise<void> {
+  publish(data: unknown, options?: { event?: string | undefined }): Promise<string> {
     return this.send({ data, event: options?.event });
   }
 
@@ -621,7 +758,7 @@ class Writer implements ResumableWriter {
       try {
         const outcome = await this.#store.append(this.id, batch.map((item) => item.body));
         if (outcome === "ok") {
-          for (const item of batch) item.resolve();
+          for (const item of batch) item.resolve(eventId(this.#token, ++this.#stored));
           continue;
         }
         if (!this.signal.aborted) {

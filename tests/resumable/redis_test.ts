@@ -70,7 +70,7 @@ describe(`ResumableStreams over Redis (${kinds.join(" + ")})`, () => {
       let runs = 0;
       try {
         // 2,000 events at about 400 per second (the issue's 200 per second, at twice the pace).
-        const producer = async (stream: { publish(data: unknown): Promise<void> }) => {
+        const producer = async (stream: { publish(data: unknown): Promise<unknown> }) => {
           runs++;
           for (let n = 0; n < 2_000; n++) {
             await stream.publish(String(n));

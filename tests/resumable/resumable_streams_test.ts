@@ -159,6 +159,34 @@ describe("ResumableStreams in memory", () => {
     }
   });
 
+  it("ends a generation at maxBytes with the reason limit, keeping what fit", {
+    timeout: 30_000,
+  }, async () => {
+    // Each event's stored body is `data: ` + 30 characters + a blank line: 38 of them.
+    const resumable = new ResumableStreams({ maxBytes: 100, heartbeat: null });
+    let failure: unknown;
+    try {
+      await resumable.start("gen", async (stream) => {
+        try {
+          for (let n = 0; n < 10; n++) await stream.publish(String(n).repeat(30));
+        } catch (error) {
+          failure = error;
+        }
+      });
+      await resumable.finished("gen");
+      assert.ok(failure instanceof RangeError, String(failure));
+      const events = await readAll(await resumable.response("gen", request()));
+      assert.deepEqual(events.map((e) => e.data), [
+        "0".repeat(30),
+        "1".repeat(30),
+        '{"reason":"limit"}',
+      ]);
+      assert.equal(resumable.metrics().ended.limit, 1);
+    } finally {
+      await resumable.close();
+    }
+  });
+
   it("refuses maxStreams beyond the bound with full, and reports a producer that throws", {
     timeout: 30_000,
   }, async () => {

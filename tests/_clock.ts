@@ -64,6 +64,17 @@ export class VirtualClock implements Clock {
     return this.#timers.size;
   }
 
+  /**
+   * The pending timers whose callback argument is `arg` (a stream passes itself): what one object
+   * left behind, whatever timers of other tests (a stream made on the real clock re-arms here when
+   * its real timer fires while this clock is installed) are pending too.
+   */
+  pendingFor(arg: unknown): number {
+    let n = 0;
+    for (const timer of this.#timers.values()) if (timer.arg === arg) n++;
+    return n;
+  }
+
   /** The due times of the pending timers, soonest first. */
   get dueTimes(): number[] {
     return [...this.#timers.values()].map((t) => t.due).sort((a, b) => a - b);

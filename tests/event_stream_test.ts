@@ -246,7 +246,7 @@ describe("EventStream heartbeat", () => {
       assert.deepEqual(beats, [5_000, 10_000, 15_000]);
       stream.close();
       await reading;
-      assert.equal(clock.pending, 0, "no timer outlives the stream");
+      assert.equal(clock.pendingFor(stream), 0, "no timer outlives the stream");
     });
   });
 
@@ -318,7 +318,7 @@ describe("EventStream ends", () => {
       assert.equal(stream.signal.aborted, false);
       await clock.advance(1);
       assert.equal(reasonOf(stream).reason, "timeout");
-      assert.equal(clock.pending, 0);
+      assert.equal(clock.pendingFor(stream), 0);
       await assert.rejects(reader.read(), StreamClosedError);
       await assert.rejects(stream.publish("late"), StreamClosedError);
     });

@@ -96,7 +96,7 @@ describe("EventStream write timeout counts the heartbeat as data", () => {
       await clock.advance(1);
       assert.equal(reasonOf(stream).reason, "timeout");
       assert.equal(clock.now(), 17_000);
-      assert.equal(clock.pending, 0);
+      assert.equal(clock.pendingFor(stream), 0);
       await assert.rejects(reader.read(), StreamClosedError);
     });
   });
@@ -140,7 +140,7 @@ describe("EventStream write timeout counts the heartbeat as data", () => {
       await readChunk(reader); // the first view; two are still ours
       await stream.publish("after");
       stream.close();
-      assert.equal(clock.pending, 0, "no timer outlives the stream");
+      assert.equal(clock.pendingFor(stream), 0, "no timer outlives the stream");
       const sizes: number[] = [];
       for (;;) {
         const { done, value } = await reader.read();

@@ -155,7 +155,7 @@ export class MemoryBridge implements Bridge, ReportsHistory {
       ring = {
         events: [],
         evicted: tombstone ?? this.#watermark,
-        bytes: RING_COST + nameCost(key),
+        bytes: ringCost(key),
         touched: now,
       };
       this.#rings.set(key, ring);
@@ -254,6 +254,12 @@ function nameCost(key: string | null): number {
   return key === null ? 0 : textCost(key);
 }
 
-function eventCost(event: BridgeEvent): number {
+/** The estimated heap bytes of a channel's ring, empty (shared with the Durable Object bridge). */
+export function ringCost(key: string | null): number {
+  return RING_COST + nameCost(key);
+}
+
+/** The estimated heap bytes of one stored event (shared with the Durable Object bridge). */
+export function eventCost(event: BridgeEvent): number {
   return EVENT_COST + textCost(event.body) + (event.id === undefined ? 0 : textCost(event.id));
 }

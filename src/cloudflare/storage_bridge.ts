@@ -1,5 +1,10 @@
 import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "../bridge.ts";
-import { DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_TTL } from "../_memory_bridge.ts";
+import {
+  DEFAULT_HISTORY_BYTES,
+  DEFAULT_HISTORY_TTL,
+  eventCost,
+  ringCost,
+} from "../_memory_bridge.ts";
 import { clock } from "../_clock.ts";
 import { MAX_ID_LENGTH } from "../_wire.ts";
 import type { DurableObjectStorageLike } from "./durable_object_types.ts";
@@ -12,10 +17,6 @@ const EVENT_PREFIX = "flume:event:";
 const SEQ_DIGITS = 15;
 /** The most keys one `put()` or `delete()` of Durable Object storage takes. */
 const BATCH_KEYS = 128;
-/** Estimated bytes of one event beyond its characters, as in the memory bridge. */
-const EVENT_COST = 176;
-/** Estimated bytes of one channel's ring beyond its name. */
-const RING_COST = 360;
 
 /** The bridge's record in storage. */
 interface Meta {
@@ -246,7 +247,7 @@ export class StorageBridge implements Bridge {
         ring = {
           events: [],
           evicted: value.prev,
-          bytes: RING_COST + nameCost(value.channel),
+          bytes: ringCost(value.channel),
           touched: now,
         };
         this.#rings.set(value.channel, ring);
@@ -325,7 +326,7 @@ export class StorageBridge implements Bridge {
       ring = {
         events: [],
         evicted: this.#meta.floor,
-        bytes: RING_COST + nameCost(key),
+        bytes: ringCost(key),
         touched: now,
       };
       this.#rings.set(key, ring);
@@ -428,20 +429,4 @@ function isStoredEvent(value: unknown): value is StoredEvent {
   return (event.channel === null || typeof event.channel === "string") &&
     (event.id === undefined || typeof event.id === "string") &&
     typeof event.body === "string" && Number.isSafeInteger(event.prev);
-}
-
-/** Bytes of a string's characters: one each while they all fit in Latin-1, two otherwise. */
-function textCost(text: string): number {
-  return NOT_LATIN1.test(text) ? text.length * 2 : text.length;
-}
-
-// deno-lint-ignore no-control-regex
-const NOT_LATIN1 = /[^\u0000-\u00ff]/;
-
-function nameCost(key: string | null): number {
-  return key === null ? 0 : textCost(key);
-}
-
-function eventCost(event: BridgeEvent): number {
-  return EVENT_COST + textCost(event.body) + (event.id === undefined ? 0 : textCost(event.id));
 }

@@ -22,10 +22,42 @@ import type { ResumableStatus, StartOutcome, Store } from "./_store.ts";
 export type { ResumableEndReason } from "./_log.ts";
 export type { ResumableStatus } from "./_store.ts";
 
-/** The name of the end marker event: the last event of every generation. */
+/**
+ * The name of the end marker event: the last event of every generation, whose data says why it
+ * ended. A producer may not send an event of that name.
+ *
+ * @example Tell "finished" from "cut off" when reading a generation in code
+ * ```ts
+ * import { END_EVENT, ResumableStreams } from "@flume/sse/resumable";
+ * import assert from "node:assert/strict";
+ *
+ * const resumable = new ResumableStreams({ heartbeat: null });
+ * await resumable.start("answer-1", (stream) => stream.publish("hello"));
+ * await resumable.finished("answer-1");
+ * const events = [];
+ * for await (const event of (await resumable.events("answer-1"))!) events.push(event);
+ * assert.equal(events.at(-1)?.event, END_EVENT);
+ * assert.deepEqual(JSON.parse(events.at(-1)!.data), { reason: "complete" });
+ * await resumable.close();
+ * ```
+ */
 export const END_EVENT = "end";
 
-/** The longest id of a generation, in UTF-16 code units. */
+/**
+ * The longest id of a generation, in UTF-16 code units; a longer one is refused with a
+ * `RangeError`.
+ *
+ * @example An id one character too long
+ * ```ts
+ * import { MAX_STREAM_ID_LENGTH, ResumableStreams } from "@flume/sse/resumable";
+ * import assert from "node:assert/strict";
+ *
+ * const resumable = new ResumableStreams({ heartbeat: null });
+ * const id = "x".repeat(MAX_STREAM_ID_LENGTH + 1);
+ * await assert.rejects(async () => await resumable.start(id, () => {}), RangeError);
+ * await resumable.close();
+ * ```
+ */
 export const MAX_STREAM_ID_LENGTH = 256;
 
 /** What `start()` did: ran the producer, or why not. */

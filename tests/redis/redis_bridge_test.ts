@@ -295,5 +295,21 @@ describe("redisBridge options", () => {
         }),
       RangeError,
     );
+    const adapter = {
+      command: () => Promise.resolve(),
+      ready: () => true,
+      listen: () => Promise.resolve(() => Promise.resolve()),
+    };
+    for (const healWindow of [-1, 1.5, Number.NaN]) {
+      assert.throws(
+        () => redisBridge({ adapter, healWindow }),
+        (error) =>
+          error instanceof RangeError &&
+          error.message.startsWith(
+            "Cannot create Redis bridge: `healWindow` must be a non-negative integer, got",
+          ),
+      );
+    }
+    redisBridge({ adapter, healWindow: 0 }); // 0 turns the heal log off
   });
 });

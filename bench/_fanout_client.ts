@@ -11,12 +11,14 @@
  * - `{"cmd":"connect","port":P,"path":"/x","count":N}`: opens N connections (a set), answers
  *   `{"set":S,"ms":...}` once each has its response head and its opening frame.
  * - `{"cmd":"expect","set":S,"frames":F}`: answers once every connection of the set has counted
- *   F more frames: `{"armed":true}` at once, then `{"first":t,"last":t,"cpuMs":c,"ms":w}`
- *   (times are `timeOrigin + now()`, the server's clock too; CPU and wall time are the
- *   client's own over the round).
+ *   F more frames: `{"armed":true}` at once, then `{"first":t,"last":t,"cpuMs":c,"ms":w,
+ *   "reads":r}` (times are `timeOrigin + now()`, the server's clock too; CPU and wall time are
+ *   the client's own over the round; `reads` is the socket reads of the round over the set, a
+ *   lower bound of the chunks the server wrote). A paused connection is not waited for.
  * - `{"cmd":"latency","set":S,"on":true|false}`: while on, reads the number after `data: ` in
  *   every frame (a send time) and records receipt time minus it; off answers with percentiles.
- * - `{"cmd":"pause","set":S,"index":I}`: stops reading one connection (a stalled client).
+ * - `{"cmd":"pause","set":S,"index":I}`: stops reading one connection (a stalled client); an
+ *   `expect` no longer waits for it.
  * - `{"cmd":"frames","set":S}`: answers with each connection's frame count since the last
  *   `expect`.
  * - `{"cmd":"close","set":S}` / `{"cmd":"exit"}`.
@@ -37,6 +39,10 @@ interface Conn {
   lastWasLF: boolean;
   /** Latency mode: text after the last blank line, carried into the next read. */
   carry: string;
+  /** Reads (`data` events) since the last `expect`: at most one per chunk the server wrote. */
+  reads: number;
+  /** Stopped by `pause`: an `expect` does not wait for it. */
+  paused: boolean;
 }
 
 interface Round {
@@ -108,6 +114,7 @@ function onData(set: ConnSet, conn: Conn, bytes: Uint8Array, ready: () => void):
     conn.head = true;
     conn.headText = "";
   }
+  conn.reads++;
   const frames = countFrames(conn, bytes, from);
   if (frames === 0) return;
   if (set.latency) recordLatency(set, conn, bytes, from);
@@ -122,11 +129,14 @@ function onData(set: ConnSet, conn: Conn, bytes: Uint8Array, ready: () => void):
     if (--round.remaining === 0) {
       const cpu = process.cpuUsage(round.cpu);
       set.round = null;
+      let reads = 0;
+      for (const c of set.conns) if (!c.paused) reads += c.reads;
       reply({
         first: round.first,
         last: round.last,
         cpuMs: (cpu.user + cpu.system) / 1000,
         ms: performance.now() - round.wall,
+        reads,
       });
     }
   }
@@ -157,6 +167,8 @@ function open(port: number, path: string, count: number): void {
         frames: 0,
         lastWasLF: false,
         carry: "",
+        reads: 0,
+        paused: false,
       };
       set.conns.push(conn);
       socket.on("connect", () => socket.write(request));
@@ -183,10 +195,13 @@ function handle(line: string): void {
       open(command.port, command.path, command.count);
       break;
     case "expect": {
-      for (const conn of set.conns) conn.frames = 1; // the opening frame stays counted
+      for (const conn of set.conns) {
+        conn.frames = 1; // the opening frame stays counted
+        conn.reads = 0;
+      }
       set.round = {
         frames: 1 + command.frames,
-        remaining: set.conns.length,
+        remaining: set.conns.filter((conn) => !conn.paused).length,
         first: 0,
         last: 0,
         cpu: process.cpuUsage(),
@@ -214,6 +229,7 @@ function handle(line: string): void {
       break;
     case "pause":
       set.conns[command.index].socket.pause();
+      set.conns[command.index].paused = true;
       reply({ ok: true });
       break;
     case "frames":

@@ -17,12 +17,14 @@ const channel = createChannel();
 let cpuStart = process.cpuUsage();
 const now = () => performance.timeOrigin + performance.now();
 
-async function publish(events) {
+/** `pace` "immediate": each event in its own macrotask (see `publishBurst` in broker_bench.ts). */
+async function publish(events, pace) {
   cpuStart = process.cpuUsage();
   const t0 = now();
   for (let i = 0; i < events; i++) {
     channel.broadcast(PAYLOAD);
     await Promise.resolve(); // as the other servers' `await publish()`: a microtask turn
+    if (pace === "immediate") await new Promise((resolve) => setImmediate(resolve));
   }
   return { t0, publishMs: now() - t0 };
 }
@@ -32,7 +34,7 @@ async function control(url) {
     case "/ctl/count":
       return channel.sessionCount;
     case "/ctl/publish":
-      return await publish(Number(url.searchParams.get("events")));
+      return await publish(Number(url.searchParams.get("events")), url.searchParams.get("pace"));
     case "/ctl/cpu": {
       const cpu = process.cpuUsage(cpuStart);
       return (cpu.user + cpu.system) / 1000;

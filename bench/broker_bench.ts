@@ -16,16 +16,13 @@
  * Run alone: `deno run -A bench/broker_bench.ts [--quick]` or `bun bench/broker_bench.ts`.
  * @module
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { setImmediate } from "node:timers";
-import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { Broker, type BrokerOptions } from "../mod.ts";
 import { args, median, quick, report, round, runtime } from "./_report.ts";
+import { ctl, startClient, startServer, waitForCount } from "./_conductor.ts";
 
 /** 100 bytes of ASCII: the payload of every fan-out and stall event. */
 const PAYLOAD = "x".repeat(90) + "0123456789";
@@ -148,6 +145,18 @@ class HonoHub {
 
 type Variant = "ours" | "floor" | "hono";
 
+/**
+ * Idle-memory variants of ours (`sustained_bench.ts --only=idle-parts`), each a broker of its
+ * own, so that one part of a connection's cost is left out at a time: the listener on
+ * `request.signal` (`subscribe()` + `stream.response()` instead of `broker.response()`), the
+ * heartbeat and write-timeout timers (both `null`), or both.
+ */
+const PARTS: Record<string, { timers: boolean; signal: boolean }> = {
+  "ours-no-signal": { timers: true, signal: false },
+  "ours-no-timers": { timers: false, signal: true },
+  "ours-bare": { timers: false, signal: false },
+};
+
 function serveRole(): void {
   const scenario = args[args.indexOf("--serve") + 1];
   const options: BrokerOptions<Record<string, unknown>> = scenario === "fanout"
@@ -157,28 +166,55 @@ function serveRole(): void {
     ? STALL_OPTIONS
     : {};
   const broker = new Broker(options);
+  const parts = new Map(
+    Object.entries(PARTS).map(([name, part]) => [name, {
+      ...part,
+      broker: new Broker(
+        part.timers ? options : { ...options, heartbeat: null, writeTimeout: null },
+      ),
+    }]),
+  );
   const floor = new FloorHub();
+  /** The floor plus a listener on `request.signal`, as ours has on Bun: what the listener costs. */
+  let floorSignals = 0;
   const hono = new HonoHub();
   let cpuStart = process.cpuUsage();
 
-  const count = (variant: Variant): number =>
+  const count = (variant: string): number =>
     variant === "ours"
       ? broker.clientCount()
       : variant === "floor"
       ? floor.size
-      : hono.clients.size;
+      : variant === "floor-signal"
+      ? floorSignals
+      : parts.get(variant)?.broker.clientCount() ?? hono.clients.size;
 
-  async function publishBurst(variant: Variant, events: number): Promise<void> {
+  /**
+   * `events` events of 100 B. A burst awaits each publish only (no turn of the event loop in
+   * between); `immediate` also waits for `setImmediate` after each, so that every event is
+   * published in its own macrotask, as one that arrives from its own I/O callback is.
+   */
+  async function publishBurst(variant: Variant, events: number, pace: string): Promise<void> {
+    const turn = pace === "immediate"
+      ? (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve))
+      : null;
     if (variant === "ours") {
-      for (let i = 0; i < events; i++) await broker.publish("all", PAYLOAD);
+      for (let i = 0; i < events; i++) {
+        await broker.publish("all", PAYLOAD);
+        if (turn) await turn();
+      }
     } else if (variant === "floor") {
       for (let i = 0; i < events; i++) {
         // One array per event, shared by every client (as the broker's own frame is).
         floor.publish(encoder.encode(`data: ${PAYLOAD}\n\n`));
         await Promise.resolve(); // as `await publish()` does: a turn of the microtask queue
+        if (turn) await turn();
       }
     } else {
-      for (let i = 0; i < events; i++) await hono.publish(PAYLOAD);
+      for (let i = 0; i < events; i++) {
+        await hono.publish(PAYLOAD);
+        if (turn) await turn();
+      }
     }
   }
 
@@ -225,12 +261,14 @@ function serveRole(): void {
     const variant = url.searchParams.get("variant") as Variant;
     const number = (name: string): number => Number(url.searchParams.get(name));
     switch (url.pathname) {
+      case "/ctl/pid":
+        return process.pid;
       case "/ctl/count":
         return count(variant);
       case "/ctl/publish": {
         cpuStart = process.cpuUsage();
         const t0 = now();
-        await publishBurst(variant, number("events"));
+        await publishBurst(variant, number("events"), url.searchParams.get("pace") ?? "burst");
         return { t0, publishMs: now() - t0 };
       }
       case "/ctl/cpu": {
@@ -251,6 +289,17 @@ function serveRole(): void {
     const url = new URL(request.url);
     if (url.pathname === "/sse/ours") return broker.response("all", request);
     if (url.pathname === "/sse/floor") return floor.response();
+    if (url.pathname === "/sse/floor-signal") {
+      floorSignals++;
+      request.signal.addEventListener("abort", () => floorSignals--, { once: true });
+      return floor.response();
+    }
+    const part = parts.get(url.pathname.slice("/sse/".length));
+    if (part) {
+      return part.signal
+        ? part.broker.response("all", request)
+        : part.broker.subscribe("all").response();
+    }
     if (url.pathname === "/sse/hono") return await hono.app.fetch(request);
     return Response.json(await control(url));
   };
@@ -276,132 +325,6 @@ function serveRole(): void {
 // ---------------------------------------------------------------------------------------------
 // The conductor.
 // ---------------------------------------------------------------------------------------------
-
-const here = (name: string): string => fileURLToPath(new URL(name, import.meta.url));
-
-/** A child process that speaks in lines on stdout. */
-class Child {
-  #process: ChildProcess;
-  #lines: string[] = [];
-  #waiting: { resolve(line: string): void; reject(error: Error): void }[] = [];
-  #exited = false;
-
-  /** Starts `exe args` with the file-descriptor limit raised to the hard limit. */
-  constructor(exe: string, argv: string[], readonly name: string) {
-    this.#process = spawn(
-      "sh",
-      ["-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', exe, ...argv],
-      { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, NO_COLOR: "1" } },
-    );
-    createInterface({ input: this.#process.stdout! }).on("line", (line) => {
-      const waiter = this.#waiting.shift();
-      if (waiter) waiter.resolve(line);
-      else this.#lines.push(line);
-    });
-    this.#process.on("exit", (code) => {
-      this.#exited = true;
-      const error = new Error(`Cannot benchmark: ${name} exited with code ${code}`);
-      for (const waiter of this.#waiting.splice(0)) waiter.reject(error);
-    });
-  }
-
-  /** The next line it prints, within `ms`. */
-  next(ms = 60_000): Promise<string> {
-    const line = this.#lines.shift();
-    if (line !== undefined) return Promise.resolve(line);
-    if (this.#exited) return Promise.reject(new Error(`Cannot benchmark: ${this.name} exited`));
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        resolve: (line: string): void => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-        reject: (error: Error): void => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
-        reject(new Error(`Cannot benchmark: ${this.name} said nothing for ${ms} ms`));
-      }, ms);
-      this.#waiting.push(waiter);
-    });
-  }
-
-  /** Sends a command to the load client and returns its answer. */
-  async ask(command: Record<string, unknown>, ms?: number): Promise<Record<string, number>> {
-    this.#process.stdin!.write(`${JSON.stringify(command)}\n`);
-    return JSON.parse(await this.next(ms));
-  }
-
-  /** Stops it, by its own pid. */
-  kill(): void {
-    if (!this.#exited) this.#process.kill("SIGKILL");
-  }
-}
-
-interface Server {
-  child: Child;
-  origin: string;
-  port: number;
-}
-
-async function startServer(scenario: string, node = false): Promise<Server> {
-  const child = node
-    ? new Child("node", [here("./better_sse_server.mjs")], "better-sse server")
-    : new Child(
-      process.execPath,
-      runtime === "deno"
-        ? ["run", "-A", "--v8-flags=--expose-gc", here("./broker_bench.ts"), "--serve", scenario]
-        : [here("./broker_bench.ts"), "--serve", scenario],
-      `${scenario} server`,
-    );
-  const line = await child.next(30_000);
-  const port = Number(/^LISTEN (\d+)$/.exec(line)?.[1]);
-  if (!port) {
-    child.kill();
-    throw new Error(`Cannot start server: it printed ${line}`);
-  }
-  return { child, port, origin: `http://127.0.0.1:${port}` };
-}
-
-/** A runtime's binary: the project's own (node_modules/.bin) when there is one. */
-function binary(name: string): string {
-  if (name === runtime) return process.execPath;
-  const local = here(`../node_modules/.bin/${name}`);
-  return existsSync(local) ? local : name;
-}
-
-/**
- * The load client, Bun by default whatever the server runs: its `node:net` reads 1,000 sockets
- * at a fraction of a core (`BENCH_CLIENT=deno` to compare).
- */
-function startClient(): Child {
-  const client = process.env.BENCH_CLIENT ?? "bun";
-  const path = here("./_fanout_client.ts");
-  return client === "deno"
-    ? new Child(binary("deno"), ["run", "-A", path], "load client")
-    : new Child(binary("bun"), [path], "load client");
-}
-
-async function ctl<T>(server: Server, path: string, ms = 60_000): Promise<T> {
-  const response = await fetch(`${server.origin}/ctl/${path}`, {
-    signal: AbortSignal.timeout(ms),
-  });
-  if (!response.ok) throw new Error(`Cannot control server: ${path} answered ${response.status}`);
-  return await response.json();
-}
-
-async function waitForCount(server: Server, variant: string, count: number): Promise<void> {
-  const end = Date.now() + 30_000;
-  while (await ctl<number>(server, `count?variant=${variant}`) !== count) {
-    if (Date.now() > end) {
-      throw new Error(`Cannot benchmark: ${variant} never had ${count} clients`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const pct = (value: number): string => `${Math.round(value * 100)}%`;
 const kb = (bytes: number): number => round(bytes / 1024);

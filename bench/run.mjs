@@ -30,6 +30,7 @@ const BENCHES = [
   { name: "stream", file: "stream_bench.ts", timeout: 150 },
   { name: "client", file: "client_bench.ts", timeout: 150 },
   { name: "broker", file: "broker_bench.ts", timeout: 180 },
+  { name: "sustained", file: "sustained_bench.ts", timeout: 420 },
   { name: "redis", file: "redis_bench.ts", timeout: 150 },
   { name: "chaos", file: "chaos_bench.ts", timeout: 300 },
 ];

@@ -39,6 +39,12 @@ export interface SseResponseInit extends ResponseInit {
    */
   writeTimeout?: number | null | undefined;
   /**
+   * The most ms a chunk is held so that the events that follow join it (see `EventStream`);
+   * `0` turns batching off; ignored when the source is an `EventStream`.
+   * @default {5}
+   */
+  writeDelay?: number | undefined;
+  /**
    * Called with what a producer or source threw; the stream closes either way. A send that
    * failed only because the client left is not reported.
    * @default {console.error}
@@ -57,7 +63,15 @@ interface ResponseSource {
 const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding"];
 
 /** The options above that configure a stream `sseResponse` creates. */
-const STREAM_KEYS = ["heartbeat", "signal", "retry", "bufferSize", "bufferBytes", "writeTimeout"];
+const STREAM_KEYS = [
+  "heartbeat",
+  "signal",
+  "retry",
+  "bufferSize",
+  "bufferBytes",
+  "writeTimeout",
+  "writeDelay",
+];
 /** The names of the options above that are not part of a `ResponseInit`. */
 const STREAM_OPTIONS = new Set([...STREAM_KEYS, "onError"]);
 

@@ -1,4 +1,10 @@
-import { DEFAULT_BUFFER_BYTES, DEFAULT_BUFFER_SIZE, EventStream } from "./event_stream.ts";
+import {
+  checkWriteDelay,
+  DEFAULT_BUFFER_BYTES,
+  DEFAULT_BUFFER_SIZE,
+  EventStream,
+} from "./event_stream.ts";
+import { FlushScheduler, useScheduler } from "./_flush_scheduler.ts";
 import type { ServerSentEvent } from "./server_sent_event.ts";
 import {
   closeReason,
@@ -106,6 +112,14 @@ export interface BrokerOptions<Events extends object = Record<string, unknown>> 
    * @default {30_000}
    */
   writeTimeout?: number | null | undefined;
+  /**
+   * The most ms a client's next chunk is held so that the events of the following turns of the
+   * event loop join it (see `EventStream`): a client that was written to less than `writeDelay`
+   * ms ago waits until then, a quiet one gets its event at once. One timer per broker serves
+   * every held client. `0` turns batching off.
+   * @default {5}
+   */
+  writeDelay?: number | undefined;
   /** Clients of the whole broker beyond which `subscribe()` throws and `response()` answers 503. */
   maxClients?: number | undefined;
   /** Clients of one channel beyond which `subscribe()` throws and `response()` answers 503. */
@@ -269,7 +283,10 @@ export class Broker<Events extends object = Record<string, unknown>> {
     writeTimeout?: number | null | undefined;
     bufferSize?: number | undefined;
     bufferBytes?: number | undefined;
+    writeDelay?: number | undefined;
   };
+  /** Flushes every client's queued frames: one task per turn or window, not one per client. */
+  readonly #scheduler = new FlushScheduler();
   readonly #onError: (error: unknown) => void;
   #metrics: BrokerMetrics = emptyMetrics();
 
@@ -364,11 +381,13 @@ export class Broker<Events extends object = Record<string, unknown>> {
     checkOptionalMs("Broker", "writeTimeout", options.writeTimeout, null);
     checkPositiveInteger("Broker", "bufferSize", options.bufferSize, 1);
     checkPositiveInteger("Broker", "bufferBytes", options.bufferBytes, 1);
+    checkWriteDelay(options.writeDelay, "Broker");
     this.#streamOptions = {
       heartbeat: options.heartbeat,
       writeTimeout: options.writeTimeout,
       bufferSize: options.bufferSize,
       bufferBytes: options.bufferBytes,
+      writeDelay: options.writeDelay,
     };
     this.#onError = options.onError ?? ((error) => console.error("Broker:", error));
     this.#bridge = options.bridge ?? new MemoryBridge();
@@ -415,6 +434,7 @@ export class Broker<Events extends object = Record<string, unknown>> {
       options.signal ? { ...this.#streamOptions, signal: options.signal } : this.#streamOptions,
     );
     if (stream.closed) return stream;
+    stream[useScheduler](this.#scheduler);
     const subscriber: Subscriber = { stream, channels: names };
     for (const name of names) {
       let set = this.#channels.get(name);

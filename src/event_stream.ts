@@ -4,6 +4,13 @@ import { streamClosed, type StreamClosedError, StreamOverflowError } from "./err
 import { concatBytes, encodeText } from "./_bytes.ts";
 import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
 import { clock, type TimerHandle } from "./_clock.ts";
+import {
+  flushDue,
+  type FlushScheduler,
+  READY,
+  sharedScheduler,
+  useScheduler,
+} from "./_flush_scheduler.ts";
 import { quietRejection } from "./_promise.ts";
 import { type SseResponseInit, streamResponse } from "./_response.ts";
 import {
@@ -55,7 +62,22 @@ export interface EventStreamOptions {
    * `EventSource.onopen` fires even on a quiet stream).
    */
   retry?: number | undefined;
+  /**
+   * The most milliseconds a chunk is held back so that the events that follow join it: one
+   * write instead of many for a stream written to at a high rate. Only a stream that handed out
+   * events less than `writeDelay` ms ago waits, and only until then: a quiet stream writes at
+   * once, a busy one at most once per `writeDelay` ms, and no event waits longer than that. A
+   * chunk that reaches 64 KiB or `bufferSize` frames leaves at once. `0` turns batching off:
+   * every chunk leaves within the turn of the event loop it was queued in.
+   * @default {5}
+   */
+  writeDelay?: number | undefined;
 }
+
+/** The default `writeDelay` in ms. */
+export const DEFAULT_WRITE_DELAY = 5;
+/** The largest `writeDelay` in ms: a longer hold is a latency bug, not batching. */
+export const MAX_WRITE_DELAY = 1_000;
 
 /** Options of {@linkcode EventStream.publish}. */
 export interface PublishOptions {
@@ -81,8 +103,13 @@ class Pinned {
 const sizeOf = (f: string | Uint8Array): number => typeof f === "string" ? f.length : f.byteLength;
 type Waiter = { frame: string; resolve(): void; reject(error: unknown): void };
 
-/** Microtask hops without a new frame before a flush: one more than a broker publish takes. */
-const QUIET_HOPS = 4;
+/**
+ * Ms since a stream's last chunk of events, and since its scheduler measured a busy event loop,
+ * within which it may still count as busy.
+ */
+const BUSY_SPAN = 1_000;
+/** `#due` of a stream that asked for no flush (`READY` and due times are the others). */
+const UNSCHEDULED = -2;
 /** Above this size a frame leaves as a chunk of its own, never copied into a joined chunk. */
 const SHARED_FRAME_BYTES = 16_384;
 /**
@@ -108,8 +135,8 @@ function noop(): void {}
  * keepalive comments while idle and a single `AbortSignal` for every way the stream can end.
  *
  * Frames that pile up while the runtime is still writing the previous chunk are handed over
- * joined, as one chunk: one system call instead of many. A frame for an idle stream goes out at
- * once.
+ * joined, as one chunk: one system call instead of many. A frame for a quiet stream goes out at
+ * once; on a busy one, the frames of the next `writeDelay` ms join the next chunk.
  *
  * @example Serve a stream with Deno.serve or Bun.serve
  * ```ts
@@ -154,8 +181,14 @@ export class EventStream {
   #pulling = false;
   /** Chunks of the last flush that the runtime has not asked for yet: one leaves per pull. */
   #chunks: Uint8Array[] = [];
-  #flushScheduled = false;
   #lastFlush = clock.now();
+  /** When the last chunk with events (not only a heartbeat) was handed out: "busy" is near it. */
+  #lastBatch = -Infinity;
+  /** The flush asked of the scheduler: `UNSCHEDULED`, `READY`, or the due time of a held one. */
+  #due = UNSCHEDULED;
+  #scheduler: FlushScheduler = sharedScheduler;
+  /** The broker's replay feeder queued frames at the last flush: the next pull sends them. */
+  #owed = false;
   #timer: TimerHandle | undefined;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   /** Made on first use of `signal`: a broker's idle connection never needs one. */
@@ -172,6 +205,7 @@ export class EventStream {
   readonly #bufferBytes: number;
   readonly #heartbeat: number | null;
   readonly #writeTimeout: number | null;
+  readonly #writeDelay: number;
 
   /** The body: the bytes of every frame, in order. */
   readonly readable: ReadableStream<Uint8Array>;
@@ -201,6 +235,7 @@ export class EventStream {
       options.bufferBytes,
       DEFAULT_BUFFER_BYTES,
     );
+    this.#writeDelay = checkWriteDelay(options.writeDelay);
     const opening = options.retry === undefined ? HEARTBEAT : encodeText(retryFrame(options.retry));
     this.readable = new ReadableStream<Uint8Array>({
       start: (controller) => {
@@ -209,7 +244,7 @@ export class EventStream {
       pull: () => {
         if (this.#chunks.length > 0) return this.#handOut();
         this.#pulling = true;
-        if (this.#queue.length > 0) this.#scheduleFlush();
+        if (this.#queue.length > 0) this.#schedule(!this.#owed);
       },
       cancel: (reason) => {
         this.#end(streamClosed("cancelled", reason), false);
@@ -371,7 +406,7 @@ export class EventStream {
       this.#queue.push(new Pinned(frame));
       this.#counted++;
       this.#queuedBytes += frame.byteLength;
-      if (this.#pulling) this.#scheduleFlush();
+      if (this.#pulling) this.#schedule(true);
       return 0;
     }
     let dropped = 0;
@@ -400,6 +435,7 @@ export class EventStream {
     const callback = this.#roomCallback;
     if (callback === undefined || (this.#roomEmpty ? this.#counted > 0 : this.#full())) return;
     this.#roomCallback = undefined;
+    this.#owed = true;
     callback();
   }
 
@@ -443,7 +479,7 @@ export class EventStream {
     this.#queue.push(frame);
     this.#counted++;
     this.#queuedBytes += sizeOf(frame);
-    if (this.#pulling) this.#scheduleFlush();
+    if (this.#pulling) this.#schedule(true);
   }
 
   /** "drop-oldest": discards the oldest frames until there is room; pinned ones stay. */
@@ -466,43 +502,77 @@ export class EventStream {
   }
 
   /**
-   * A microtask, not a synchronous flush: the frames a producer queues in one go leave as one
-   * chunk, and an idle stream still sends within the same turn of the event loop.
+   * Internal, for the broker: its `FlushScheduler` instead of the shared one (see
+   * `_flush_scheduler.ts`). Typed `object` here only because the scheduler's type is internal
+   * and this signature is visible in the public docs.
    */
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    queueMicrotask(this.#flushTask);
+  [useScheduler](scheduler: object): void {
+    this.#scheduler = scheduler as FlushScheduler;
   }
 
-  /** Queue length at the last hop of the flush task, and hops since it last grew. */
-  #seen = 0;
-  #quietHops = 0;
   /**
-   * Waits while frames keep coming, a few microtask hops at a time: a producer that awaits each
-   * publish (`await broker.publish()` takes three hops) then fills one chunk instead of one chunk
-   * per frame, which is one write instead of many. Bounded by `bufferSize` frames and 64 KiB, and
-   * a stream that goes quiet flushes within the same turn of the event loop.
+   * Asks the scheduler for a flush: the runtime is waiting and frames are queued (`pushed`:
+   * false when the replay feeder queued them as the client took the last chunk, which is then not
+   * paced by the window). Never a synchronous flush: the frames a producer queues in one go leave
+   * as one chunk.
+   *
+   * The frames of a quiet stream leave within this turn of the event loop. Those of a busy one
+   * wait, a Nagle-like
+   * window in which the events of the next turns join its chunk (one write instead of one per
+   * event): one that handed out events less than `writeDelay` ms ago waits until then. One that
+   * did within `BUSY_SPAN`, while the writes of its scheduler's last flushes kept the event loop
+   * busy for `writeDelay` or more (`lag`), waits `writeDelay` from now: that is a producer at full
+   * speed, which publishes as soon as those writes are done, so that its events are as far apart
+   * as the writes take; without this rule each of them would look quiet and get writes of its
+   * own, which is what keeps it slow. Once held, its events come close together and the first
+   * rule keeps them batched. A chunk as large as one hand-out (64 KiB) or the buffer leaves at
+   * once: waiting would only fill the buffer.
    */
-  #flushTask = (): void => {
-    const length = this.#queue.length;
-    if (length < this.#bufferSize && this.#queuedBytes < 65_536) {
-      if (length !== this.#seen) {
-        this.#seen = length;
-        this.#quietHops = 0;
-        queueMicrotask(this.#flushTask);
-        return;
+  #schedule(pushed: boolean): void {
+    const due = this.#due;
+    if (due === READY) return;
+    const urgent = this.#writeDelay === 0 || this.#counted >= this.#bufferSize ||
+      this.#queuedBytes >= CHUNK_BYTES;
+    if (due !== UNSCHEDULED) {
+      if (!urgent) return; // held already: these frames join that chunk
+      this.#scheduler.cancel(this, due);
+    } else if (!urgent && pushed) {
+      const now = clock.now();
+      const lastBatch = this.#lastBatch;
+      let at = lastBatch + this.#writeDelay;
+      if (at <= now && now - lastBatch < BUSY_SPAN) {
+        const scheduler = this.#scheduler;
+        if (scheduler.lag >= this.#writeDelay && now - scheduler.lagAt < BUSY_SPAN) {
+          // On the ms: the streams one publish reaches share a bucket and a timer.
+          at = Math.floor(now) + this.#writeDelay;
+        }
       }
-      if (++this.#quietHops < QUIET_HOPS) {
-        queueMicrotask(this.#flushTask);
+      if (at > now) {
+        this.#due = at;
+        this.#scheduler.hold(this, at);
         return;
       }
     }
-    this.#seen = 0;
-    this.#quietHops = 0;
-    this.#flushScheduled = false;
-    if (this.#pulling && this.#state === OPEN) this.#flush();
-  };
+    this.#due = READY;
+    this.#scheduler.ready(this);
+  }
+
+  /** Internal, for the scheduler (see `_flush_scheduler.ts`): the flush asked for is due. */
+  [flushDue](now: number, due: number): void {
+    if (this.#due !== due) return; // a stale call: the stream asked again, or ended
+    this.#due = UNSCHEDULED;
+    if (!this.#pulling || this.#state !== OPEN) return;
+    this.#owed = false;
+    const queue = this.#queue;
+    // A heartbeat (or the opening comment) alone does not make a stream busy.
+    if (queue.length > 1 || (queue.length === 1 && queue[0] !== HEARTBEAT)) {
+      if (due === READY && now - this.#lastBatch < BUSY_SPAN && this.#writeDelay > 0) {
+        this.#scheduler.wantLag();
+      }
+      this.#lastBatch = now;
+    }
+    this.#flush();
+  }
 
   #flush(): void {
     const queue = this.#queue;
@@ -579,6 +649,10 @@ export class EventStream {
   #end(reason: StreamClosedError, graceful: boolean): void {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
+    if (this.#due !== UNSCHEDULED) {
+      if (this.#due !== READY) this.#scheduler.cancel(this, this.#due);
+      this.#due = UNSCHEDULED;
+    }
     clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#external?.removeEventListener("abort", this.#onExternalAbort);
@@ -615,6 +689,19 @@ export class EventStream {
   }
 }
 
+/** Validates `writeDelay`: ms from 0 (off) to {@linkcode MAX_WRITE_DELAY}. */
+export function checkWriteDelay(value: number | undefined, api = "EventStream"): number {
+  if (value === undefined) return DEFAULT_WRITE_DELAY;
+  if (typeof value !== "number" || !(value >= 0 && value <= MAX_WRITE_DELAY)) {
+    throw new RangeError(
+      `Cannot create ${api}: \`writeDelay\` must be a number of ms from 0 to ${MAX_WRITE_DELAY}, got \`${
+        String(value)
+      }\``,
+    );
+  }
+  return value;
+}
+
 /**
  * The chunks of a flush, none above {@linkcode CHUNK_BYTES}. Runs of text are encoded once (far
  * cheaper than once per frame: Deno's encode has a fixed cost) and small frames are joined, so one
@@ -639,7 +726,7 @@ function toChunks(queue: readonly Frame[]): Uint8Array[] {
   };
   const endText = (): void => {
     if (text === "") return;
-    // A flush's usual run of small frames (the flush task stops near 64 KiB) is encoded once,
+    // A flush's usual run of small frames (a flush is due at 64 KiB) is encoded once,
     // as one chunk: one write, as before chunks were bounded. Only longer text is cut.
     if (text.length <= SHORT_TEXT) join(encodeText(text));
     else {

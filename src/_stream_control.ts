@@ -30,7 +30,10 @@ export type OfferPolicy = OverflowPolicy | "pinned";
  */
 export const offerFrame: unique symbol = Symbol("flume.offerFrame");
 
-/** Sets the one callback (the broker's) called once when the stream ends. */
+/**
+ * Sets the one callback (the broker's) called once, with `arg`, when the stream ends: a function
+ * shared by every stream of a broker and its subscriber record, not a closure per stream.
+ */
 export const onStreamEnd: unique symbol = Symbol("flume.onStreamEnd");
 
 /**
@@ -49,7 +52,7 @@ export const closeReason: unique symbol = Symbol("flume.closeReason");
 export interface ControlledStream {
   readonly closed: boolean;
   [offerFrame](frame: Uint8Array, policy: OfferPolicy): number;
-  [onStreamEnd](callback: () => void): void;
+  [onStreamEnd]<T>(callback: (arg: T) => void, arg: T): void;
   [onRoom](callback: () => void, empty?: boolean): boolean;
   readonly [closeReason]: StreamClosedError | undefined;
 }

@@ -263,6 +263,8 @@ interface Resume {
 export class Broker<Events extends object = Record<string, unknown>> {
   #channels = new Map<string, Set<Subscriber>>();
   #clients = new Set<Subscriber>();
+  /** What every subscriber's stream calls when it ends: one function, no closure per client. */
+  readonly #onEnd = (subscriber: Subscriber): void => this.#remove(subscriber);
   /** Replays in progress by key (channels and `Last-Event-ID`); each shared by its clients. */
   #replays = new Map<string, SharedReplay>();
   #bridge: Bridge;
@@ -443,7 +445,7 @@ export class Broker<Events extends object = Record<string, unknown>> {
     }
     this.#clients.add(subscriber);
     this.#metrics.connectionsTotal++;
-    stream[onStreamEnd](() => this.#remove(subscriber));
+    stream[onStreamEnd](this.#onEnd, subscriber);
     const lastEventId = options.lastEventId;
     if (this.#history > 0 && lastEventId) this.#replay(subscriber, lastEventId);
     return stream;

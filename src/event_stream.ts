@@ -3,7 +3,8 @@ import { encodeEvent, HEARTBEAT_FRAME, retryFrame } from "./_wire.ts";
 import { streamClosed, type StreamClosedError, StreamOverflowError } from "./errors.ts";
 import { concatBytes, encodeText } from "./_bytes.ts";
 import { checkOptionalMs, checkPositiveInteger } from "./_options.ts";
-import { clock, type TimerHandle } from "./_clock.ts";
+import { clock } from "./_clock.ts";
+import { type Deadlines, deadlines, deadlineSlot, onDeadline } from "./_deadlines.ts";
 import {
   flushDue,
   type FlushScheduler,
@@ -74,8 +75,16 @@ export interface EventStreamOptions {
   writeDelay?: number | undefined;
 }
 
-/** The default `writeDelay` in ms. */
-export const DEFAULT_WRITE_DELAY = 5;
+/**
+ * The default `writeDelay` in ms: 5, and 0 under Cloudflare's workerd. There a timer runs in the
+ * request that set it, and a flush it runs for a stream of another request (a broker's fan-out) is
+ * refused as cross-request I/O; a microtask of the publishing request is allowed.
+ */
+export const DEFAULT_WRITE_DELAY: number =
+  (globalThis as { navigator?: { userAgent?: unknown } }).navigator?.userAgent ===
+      "Cloudflare-Workers"
+    ? 0
+    : 5;
 /** The largest `writeDelay` in ms: a longer hold is a latency bug, not batching. */
 export const MAX_WRITE_DELAY = 1_000;
 
@@ -100,6 +109,8 @@ class Pinned {
   constructor(readonly bytes: Uint8Array) {}
 }
 
+/** The `#chunks` of a stream with none: shared, never written to. */
+const NO_CHUNKS: Uint8Array[] = [];
 const sizeOf = (f: string | Uint8Array): number => typeof f === "string" ? f.length : f.byteLength;
 type Waiter = { frame: string; resolve(): void; reject(error: unknown): void };
 
@@ -108,6 +119,12 @@ type Waiter = { frame: string; resolve(): void; reject(error: unknown): void };
  * within which it may still count as busy.
  */
 const BUSY_SPAN = 1_000;
+/**
+ * Ms during which a stream no longer holds for a busy event loop after such a hold caught no
+ * second event: its producer is paced by something else (a timer, a socket), so holding only
+ * added latency.
+ */
+const LAG_MUTE = 10_000;
 /** `#due` of a stream that asked for no flush (`READY` and due times are the others). */
 const UNSCHEDULED = -2;
 /** Above this size a frame leaves as a chunk of its own, never copied into a joined chunk. */
@@ -129,6 +146,31 @@ const RESOLVED: Promise<void> = Promise.resolve();
 const HEARTBEAT = encodeText(HEARTBEAT_FRAME);
 
 function noop(): void {}
+
+/** What a stream's body does when the runtime starts it, pulls, or cancels (set in the class). */
+let sourceStarted: (stream: EventStream, controller: ReadableStreamDefaultController) => void;
+let sourcePulled: (stream: EventStream) => void;
+let sourceCancelled: (stream: EventStream, reason: unknown) => void;
+
+/**
+ * The body's underlying source: one small object per stream whose methods live on the prototype,
+ * rather than an object of three closures (about 0.2 KiB less per idle connection).
+ */
+class Source implements UnderlyingDefaultSource<Uint8Array> {
+  readonly #stream: EventStream;
+  constructor(stream: EventStream) {
+    this.#stream = stream;
+  }
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    sourceStarted(this.#stream, controller);
+  }
+  pull(): void {
+    sourcePulled(this.#stream);
+  }
+  cancel(reason: unknown): void {
+    sourceCancelled(this.#stream, reason);
+  }
+}
 
 /**
  * One client's stream of events: a bounded queue in front of a `ReadableStream` of bytes, with
@@ -176,27 +218,36 @@ export class EventStream {
   /** Frames in the queue (pinned ones included), and their size, which the bounds limit. */
   #counted = 0;
   #queuedBytes = 0;
-  #waiters: Waiter[] = [];
+  /** Producers waiting for room (`"wait"`); made on first use, as most streams never have one. */
+  #waiters: Waiter[] | undefined;
   /** The runtime asked for a chunk and got none yet: the next frame goes out at once. */
   #pulling = false;
   /** Chunks of the last flush that the runtime has not asked for yet: one leaves per pull. */
-  #chunks: Uint8Array[] = [];
+  #chunks: Uint8Array[] = NO_CHUNKS;
   #lastFlush = clock.now();
   /** When the last chunk with events (not only a heartbeat) was handed out: "busy" is near it. */
   #lastBatch = -Infinity;
+  /** Until when holds for a busy event loop are off (see `LAG_MUTE`); `-Infinity`: on. */
+  #lagMuteUntil = -Infinity;
+  /** Whether the flush asked for is a hold for a busy event loop, not for a recent chunk. */
+  #lagHold = false;
   /** The flush asked of the scheduler: `UNSCHEDULED`, `READY`, or the due time of a held one. */
   #due = UNSCHEDULED;
   #scheduler: FlushScheduler = sharedScheduler;
   /** The broker's replay feeder queued frames at the last flush: the next pull sends them. */
   #owed = false;
-  #timer: TimerHandle | undefined;
+  /** The heap holding this stream's next heartbeat or write-timeout check, if any. */
+  #deadlines: Deadlines | undefined;
+  /** Internal, for the deadline heap (see `_deadlines.ts`): this stream's index in it. */
+  [deadlineSlot]: number = -1;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   /** Made on first use of `signal`: a broker's idle connection never needs one. */
   #abort: AbortController | undefined;
   /** Why the stream ended; undefined while open. */
   #reason: StreamClosedError | undefined;
   /** The broker's removal of this stream from its channels (see `_stream_control.ts`). */
-  #onEnd: (() => void) | undefined;
+  #onEnd: ((arg: unknown) => void) | undefined;
+  #onEndArg: unknown;
   /** The broker's replay feeder, waiting for room (see `_stream_control.ts`). */
   #roomCallback: (() => void) | undefined;
   #roomEmpty = false;
@@ -237,19 +288,7 @@ export class EventStream {
     );
     this.#writeDelay = checkWriteDelay(options.writeDelay);
     const opening = options.retry === undefined ? HEARTBEAT : encodeText(retryFrame(options.retry));
-    this.readable = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#controller = controller;
-      },
-      pull: () => {
-        if (this.#chunks.length > 0) return this.#handOut();
-        this.#pulling = true;
-        if (this.#queue.length > 0) this.#schedule(!this.#owed);
-      },
-      cancel: (reason) => {
-        this.#end(streamClosed("cancelled", reason), false);
-      },
-    }, { highWaterMark: 0 });
+    this.readable = new ReadableStream<Uint8Array>(new Source(this), { highWaterMark: 0 });
     this.#queue.push(opening);
     this.#counted = 1;
     this.#queuedBytes = opening.byteLength;
@@ -260,6 +299,7 @@ export class EventStream {
         return;
       }
       this.#external = signal;
+      this.#onExternalAbort = () => this.#end(streamClosed("aborted", signal.reason), false);
       signal.addEventListener("abort", this.#onExternalAbort, { once: true });
     }
     this.#arm();
@@ -440,8 +480,9 @@ export class EventStream {
   }
 
   /** Internal, for the broker (see `_stream_control.ts`). */
-  [onStreamEnd](callback: () => void): void {
-    this.#onEnd = callback;
+  [onStreamEnd]<T>(callback: (arg: T) => void, arg: T): void {
+    this.#onEnd = callback as (arg: unknown) => void;
+    this.#onEndArg = arg;
   }
 
   /** Internal, for the broker (see `_stream_control.ts`). */
@@ -450,11 +491,11 @@ export class EventStream {
   }
 
   #sendFrame(frame: string): Promise<void> {
-    if (this.#waiters.length === 0 && !this.#full()) {
+    if (this.#waiters === undefined && !this.#full()) {
       this.#push(frame);
       return RESOLVED;
     }
-    if (this.#waiters.length >= this.#bufferSize) {
+    if ((this.#waiters?.length ?? 0) >= this.#bufferSize) {
       return Promise.reject(
         new StreamOverflowError(
           `Cannot send event: the buffer of ${this.#bufferSize} frames is full and as many sends are waiting; await each send`,
@@ -463,7 +504,7 @@ export class EventStream {
       );
     }
     const queued = new Promise<void>((resolve, reject) => {
-      this.#waiters.push({ frame, resolve, reject });
+      (this.#waiters ??= []).push({ frame, resolve, reject });
     });
     queued.catch(noop); // see quietRejection
     return queued;
@@ -517,15 +558,16 @@ export class EventStream {
    * as one chunk.
    *
    * The frames of a quiet stream leave within this turn of the event loop. Those of a busy one
-   * wait, a Nagle-like
-   * window in which the events of the next turns join its chunk (one write instead of one per
+   * wait, a Nagle-like window in which the events of the next turns join its chunk (one write instead of one per
    * event): one that handed out events less than `writeDelay` ms ago waits until then. One that
    * did within `BUSY_SPAN`, while the writes of its scheduler's last flushes kept the event loop
    * busy for `writeDelay` or more (`lag`), waits `writeDelay` from now: that is a producer at full
    * speed, which publishes as soon as those writes are done, so that its events are as far apart
    * as the writes take; without this rule each of them would look quiet and get writes of its
    * own, which is what keeps it slow. Once held, its events come close together and the first
-   * rule keeps them batched. A chunk as large as one hand-out (64 KiB) or the buffer leaves at
+   * rule keeps them batched. Only an event that comes as the event loop frees up counts (a
+   * producer paced by a timer comes later), and a stream whose such hold caught no second event
+   * stops holding for the loop for `LAG_MUTE` ms. A chunk as large as one hand-out (64 KiB) or the buffer leaves at
    * once: waiting would only fill the buffer.
    */
   #schedule(pushed: boolean): void {
@@ -542,9 +584,13 @@ export class EventStream {
       let at = lastBatch + this.#writeDelay;
       if (at <= now && now - lastBatch < BUSY_SPAN) {
         const scheduler = this.#scheduler;
-        if (scheduler.lag >= this.#writeDelay && now - scheduler.lagAt < BUSY_SPAN) {
+        if (
+          scheduler.lag >= this.#writeDelay && now - scheduler.lagAt < this.#writeDelay &&
+          now >= this.#lagMuteUntil
+        ) {
           // On the ms: the streams one publish reaches share a bucket and a timer.
           at = Math.floor(now) + this.#writeDelay;
+          this.#lagHold = true;
         }
       }
       if (at > now) {
@@ -564,6 +610,11 @@ export class EventStream {
     if (!this.#pulling || this.#state !== OPEN) return;
     this.#owed = false;
     const queue = this.#queue;
+    if (this.#lagHold) {
+      this.#lagHold = false;
+      // A hold for a busy event loop that caught no second event: see `LAG_MUTE`.
+      if (due !== READY && queue.length <= 1) this.#lagMuteUntil = now + LAG_MUTE;
+    }
     // A heartbeat (or the opening comment) alone does not make a stream busy.
     if (queue.length > 1 || (queue.length === 1 && queue[0] !== HEARTBEAT)) {
       if (due === READY && now - this.#lastBatch < BUSY_SPAN && this.#writeDelay > 0) {
@@ -583,13 +634,14 @@ export class EventStream {
     this.#chunks = toChunks(queue);
     this.#handOut();
     const waiters = this.#waiters;
-    while (waiters.length > 0 && !this.#full()) {
+    while (waiters !== undefined && waiters.length > 0 && !this.#full()) {
       const waiter = waiters.shift()!;
       this.#queue.push(waiter.frame);
       this.#counted++;
       this.#queuedBytes += sizeOf(waiter.frame);
       waiter.resolve();
     }
+    if (waiters?.length === 0) this.#waiters = undefined;
     this.#roomMade();
   }
 
@@ -604,16 +656,32 @@ export class EventStream {
     this.#controller.enqueue(chunk);
   }
 
-  #onExternalAbort = (): void => {
-    this.#end(streamClosed("aborted", this.#external?.reason), false);
-  };
+  /** The listener on the options' signal; made only when there is one. */
+  #onExternalAbort: (() => void) | undefined;
 
-  /** A shared function and the stream as its argument: no closure per stream. */
-  static #fire(stream: EventStream): void {
-    stream.#tick();
+  static {
+    sourceStarted = (stream, controller) => {
+      stream.#controller = controller;
+    };
+    sourcePulled = (stream) => {
+      if (stream.#chunks.length > 0) return stream.#handOut();
+      stream.#pulling = true;
+      if (stream.#queue.length > 0) stream.#schedule(!stream.#owed);
+    };
+    sourceCancelled = (stream, reason) => {
+      stream.#end(streamClosed("cancelled", reason), false);
+    };
   }
 
-  /** One timer per stream, re-armed only when it fires: no timer work per event. */
+  /** Internal, for the deadline heap (see `_deadlines.ts`): this stream's check is due. */
+  [onDeadline](): void {
+    this.#tick();
+  }
+
+  /**
+   * Sets the next heartbeat or write-timeout check, in the one heap of deadlines rather than a
+   * timer of its own; set again only when it comes, so no timer work per event.
+   */
   #arm(): void {
     const since = clock.now() - this.#lastFlush;
     let delay = Infinity;
@@ -623,7 +691,12 @@ export class EventStream {
     if (writeTimeout !== null) {
       delay = Math.min(delay, since < writeTimeout ? writeTimeout - since : writeTimeout);
     }
-    if (delay !== Infinity) this.#timer = clock.setTimeout(EventStream.#fire, delay, this);
+    if (delay === Infinity) return;
+    // The heap of the clock in use now (a test may have swapped clocks since the last check).
+    const heap = deadlines();
+    if (heap !== this.#deadlines) this.#deadlines?.delete(this);
+    this.#deadlines = heap;
+    heap.set(this, clock.now() + delay);
   }
 
   /**
@@ -633,7 +706,6 @@ export class EventStream {
    * a quiet stream that only fills them at heartbeat pace (see docs/operations.md).
    */
   #tick(): void {
-    this.#timer = undefined;
     const since = clock.now() - this.#lastFlush;
     if (this.#pulling) {
       // Idle: the runtime is waiting for us. Keep the connection (and every proxy) awake.
@@ -653,13 +725,16 @@ export class EventStream {
       if (this.#due !== READY) this.#scheduler.cancel(this, this.#due);
       this.#due = UNSCHEDULED;
     }
-    clock.clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#external?.removeEventListener("abort", this.#onExternalAbort);
+    this.#deadlines?.delete(this);
+    this.#deadlines = undefined;
+    if (this.#onExternalAbort) this.#external?.removeEventListener("abort", this.#onExternalAbort);
     this.#external = undefined;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(reason);
+    this.#onExternalAbort = undefined;
+    const waiters = this.#waiters;
+    this.#waiters = undefined;
+    for (const waiter of waiters ?? []) waiter.reject(reason);
     const chunks = this.#chunks;
-    this.#chunks = [];
+    this.#chunks = NO_CHUNKS;
     try {
       if (graceful) {
         // What is queued still leaves: handed over beyond the high-water mark (the runtime
@@ -684,8 +759,10 @@ export class EventStream {
     this.#abort?.abort(reason);
     this.#roomCallback = undefined;
     const onEnd = this.#onEnd;
+    const arg = this.#onEndArg;
     this.#onEnd = undefined;
-    onEnd?.();
+    this.#onEndArg = undefined;
+    onEnd?.(arg);
   }
 }
 

@@ -8,6 +8,7 @@ import {
 } from "../mod.ts";
 import { delay, reasonOf, waitFor } from "./_helpers.ts";
 import { onVirtualClock, settle } from "./_clock.ts";
+import { deadlineSlot } from "../src/_deadlines.ts";
 
 /** Whether `promise` settled within the microtasks and one macrotask turn. */
 async function settledNow(promise: Promise<unknown>): Promise<boolean> {
@@ -246,7 +247,7 @@ describe("EventStream heartbeat", () => {
       assert.deepEqual(beats, [5_000, 10_000, 15_000]);
       stream.close();
       await reading;
-      assert.equal(clock.pendingFor(stream), 0, "no timer outlives the stream");
+      assert.equal(stream[deadlineSlot], -1, "no timer outlives the stream");
     });
   });
 
@@ -318,7 +319,7 @@ describe("EventStream ends", () => {
       assert.equal(stream.signal.aborted, false);
       await clock.advance(1);
       assert.equal(reasonOf(stream).reason, "timeout");
-      assert.equal(clock.pendingFor(stream), 0);
+      assert.equal(stream[deadlineSlot], -1);
       await assert.rejects(reader.read(), StreamClosedError);
       await assert.rejects(stream.publish("late"), StreamClosedError);
     });

@@ -9,6 +9,7 @@ import { Broker, EventStream, type EventStreamOptions, sseResponse } from "../mo
 import { setImmediate } from "node:timers";
 import { reasonOf } from "./_helpers.ts";
 import { onVirtualClock, settle, type VirtualClock } from "./_clock.ts";
+import { FlushScheduler, useScheduler } from "../src/_flush_scheduler.ts";
 
 const decoder = new TextDecoder();
 const OPENING = ":\n\n";
@@ -340,6 +341,82 @@ describe("EventStream batching on a busy event loop (real clock)", () => {
     const batched = await chunksFor(5);
     assert.ok(unbatched >= 36, `writeDelay 0: ${unbatched} chunks for 40 events`);
     assert.ok(batched <= 20, `writeDelay 5: ${batched} chunks for 40 events`);
+  });
+});
+
+describe("EventStream batching for a busy event loop (scheduler lag, virtual clock)", () => {
+  /** A stream on a scheduler of its own, whose measured lag the test sets. */
+  function onScheduler(clock: VirtualClock) {
+    const scheduler = new FlushScheduler();
+    const opened = open(clock);
+    opened.stream[useScheduler](scheduler);
+    /** As if the writes of the last run kept the event loop busy for `ms`, ending now. */
+    const busy = (ms: number): void => {
+      scheduler.lag = ms;
+      scheduler.lagAt = clock.now();
+    };
+    return { ...opened, busy };
+  }
+
+  it("holds an event that comes as a busy loop frees up, and not one paced by a timer", async () => {
+    await onVirtualClock(async (clock) => {
+      const { stream, chunks, done, busy } = onScheduler(clock);
+      await settle();
+      await stream.publish("a");
+      await settle();
+      // 20 ms later, the loop was busy 8 ms and freed up 1 ms ago: a producer at full speed.
+      await clock.advance(19);
+      busy(8);
+      await clock.advance(1);
+      await stream.publish("b");
+      assert.deepEqual(held(clock), [25], "held writeDelay from now");
+      await clock.advance(1);
+      await stream.publish("c");
+      await clock.advance(4);
+      assert.deepEqual(chunks, [[0, frames("a")], [25, frames("b", "c")]]);
+      // A producer paced by a timer: the loop freed up 6 ms before its event, so no hold.
+      await clock.advance(50);
+      busy(8);
+      await clock.advance(6);
+      await stream.publish("d");
+      assert.deepEqual(held(clock), []);
+      await settle();
+      assert.deepEqual(chunks.at(-1), [81, frames("d")]);
+      stream.close();
+      await done;
+    });
+  });
+
+  it("stops holding for the loop for 10 s after a hold that caught no second event", async () => {
+    await onVirtualClock(async (clock) => {
+      const { stream, chunks, done, busy } = onScheduler(clock);
+      await settle();
+      await stream.publish(0);
+      await settle();
+      await clock.advance(20);
+      busy(8);
+      await stream.publish(1);
+      await clock.advance(5);
+      assert.deepEqual(chunks.at(-1), [25, frames(1)], "held, and alone: a useless hold");
+      // Muted: the same busy loop no longer holds this stream's events.
+      for (const at of [45, 65, 9_000, 10_000]) {
+        await clock.advance(at - clock.now());
+        busy(8);
+        await stream.publish(at);
+        assert.deepEqual(held(clock), [], `no hold at ${at}`);
+        await settle();
+        assert.deepEqual(chunks.at(-1), [at, frames(at)]);
+      }
+      // 10 s after the useless hold it holds again.
+      await clock.advance(10_025 - clock.now());
+      busy(8);
+      await stream.publish("again");
+      assert.deepEqual(held(clock), [10_030]);
+      await clock.advance(5);
+      assert.deepEqual(chunks.at(-1), [10_030, frames("again")]);
+      stream.close();
+      await done;
+    });
   });
 });
 

@@ -14,6 +14,7 @@ import { Broker, EventStream, type EventStreamOptions, StreamClosedError } from 
 import { offerFrame } from "../src/_stream_control.ts";
 import { delay, reasonOf, runtime, serve, waitFor } from "./_helpers.ts";
 import { onVirtualClock } from "./_clock.ts";
+import { deadlineSlot } from "../src/_deadlines.ts";
 import { runFixture } from "./fixtures/_spawn.ts";
 
 const CHUNK_BYTES = 65_536;
@@ -96,7 +97,7 @@ describe("EventStream write timeout counts the heartbeat as data", () => {
       await clock.advance(1);
       assert.equal(reasonOf(stream).reason, "timeout");
       assert.equal(clock.now(), 17_000);
-      assert.equal(clock.pendingFor(stream), 0);
+      assert.equal(stream[deadlineSlot], -1);
       await assert.rejects(reader.read(), StreamClosedError);
     });
   });
@@ -140,7 +141,7 @@ describe("EventStream write timeout counts the heartbeat as data", () => {
       await readChunk(reader); // the first view; two are still ours
       await stream.publish("after");
       stream.close();
-      assert.equal(clock.pendingFor(stream), 0, "no timer outlives the stream");
+      assert.equal(stream[deadlineSlot], -1, "no timer outlives the stream");
       const sizes: number[] = [];
       for (;;) {
         const { done, value } = await reader.read();

@@ -687,7 +687,7 @@ export class ResumableStreams {
       wake = undefined;
       resolve?.();
     };
-    stream[onStreamEnd](poke);
+    stream[onStreamEnd](poke, undefined);
     let index = cursor;
     while (!stream.closed) {
       if (log.gone) {

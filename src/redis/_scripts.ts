@@ -5,7 +5,8 @@
  *
  * Keys (under the bridge's prefix): `meta` is a hash with `epoch`, `seq`, `run` (the run id
  * of the Redis server that handed out the current epoch) and `lb` (`<epoch> <seq>` of the last
- * broadcast kept in history); `events` is the one pub/sub channel; `b` is the broadcast history
+ * broadcast kept in history); `events` is the one pub/sub channel (a shard channel, `SPUBLISH`,
+ * on a Redis Cluster); `b` is the broadcast history
  * and `c:<channel>` a channel's, both streams whose entry ids are `<seq>-0` and whose entries
  * hold `e` (epoch), `p` (the seq of the channel's previous event, which is how a trimmed event is
  * noticed), `m` (the payload, see `_message.ts`) and, for an id the caller chose, `i`;
@@ -81,30 +82,41 @@ end
 `;
 
 /**
+ * Lua shared by the HEAD and publish scripts: whether the Redis server that holds `meta` is not
+ * the one that handed out its epoch (its run id changed: a restart, a failover, a slot moved to
+ * another node of a Cluster), recording the new one.
+ */
+const SERVER_CHANGED = `
+local function server_changed(meta)
+  local info = redis.pcall('INFO', 'server')
+  if type(info) ~= 'string' then return false end
+  local run = string.match(info, 'run_id:(%x+)')
+  local known = redis.call('HGET', meta, 'run')
+  if run == nil or known == run then return false end
+  redis.call('HSET', meta, 'run', run)
+  return known ~= false
+end
+`;
+
+/**
  * Makes sure there is an epoch, starts a new one when the Redis server changed (a restart or a
  * failover: ids handed out since its last save could come back), and publishes a checkpoint
  * `f1 <epoch> <seq> head` through which every worker checks that it missed nothing.
  *
- * KEYS: meta, events. ARGV: a new epoch to use if needed.
+ * KEYS: meta, events. ARGV: a new epoch to use if needed, `S` to publish on a shard channel
+ * (`SPUBLISH`, Redis Cluster) or `""` (`PUBLISH`).
  */
-export const HEAD_SCRIPT = `
+export const HEAD_SCRIPT = SERVER_CHANGED + `
+local publish = ARGV[2] == 'S' and 'SPUBLISH' or 'PUBLISH'
 local meta = KEYS[1]
 local epoch = redis.call('HGET', meta, 'epoch')
-local info = redis.pcall('INFO', 'server')
-if type(info) == 'string' then
-  local run = string.match(info, 'run_id:(%x+)')
-  local known = redis.call('HGET', meta, 'run')
-  if run and known ~= run then
-    if known then epoch = false end
-    redis.call('HSET', meta, 'run', run)
-  end
-end
+if server_changed(meta) then epoch = false end
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', meta, 'epoch', epoch)
 end
 local seq = redis.call('HGET', meta, 'seq') or '0'
-redis.call('PUBLISH', KEYS[2], 'f1 ' .. epoch .. ' ' .. seq .. ' head')
+redis.call(publish, KEYS[2], 'f1 ' .. epoch .. ' ' .. seq .. ' head')
 return {epoch, seq}
 `;
 
@@ -119,15 +131,21 @@ return {epoch, seq}
  *
  * KEYS: meta, events, stream, marker (meta for a broadcast: its marker is the `lb` field),
  * watermark, log, index. ARGV: a new epoch to use if needed, payload, history, caller's id or "",
- * ttl (ms), healWindow.
+ * ttl (ms), healWindow, `S` for `SPUBLISH` (as in the HEAD script).
  */
-export const PUBLISH_SCRIPT = COMMON + `
+export const PUBLISH_SCRIPT = COMMON + SERVER_CHANGED + `
+local publish = ARGV[7] == 'S' and 'SPUBLISH' or 'PUBLISH'
 local meta = KEYS[1]
 local epoch = redis.call('HGET', meta, 'epoch')
+-- On a Cluster a failover hands the keys to a replica that may lack the last events, and a
+-- publish can reach it before any worker's HEAD script: a seq must never be handed out twice.
+-- (One INFO per publish, about 6 us of Redis time, so only there; elsewhere the HEAD script
+-- that every reconnect runs checks it.)
+if publish == 'SPUBLISH' and server_changed(meta) then epoch = false end
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', meta, 'epoch', epoch)
-  redis.call('PUBLISH', KEYS[2], 'f1 ' .. epoch .. ' ' .. (redis.call('HGET', meta, 'seq') or '0') .. ' head')
+  redis.call(publish, KEYS[2], 'f1 ' .. epoch .. ' ' .. (redis.call('HGET', meta, 'seq') or '0') .. ' head')
 end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 local s = string.format('%d', seq)
@@ -226,7 +244,7 @@ if history > 0 then
     end
   end
 end
-redis.call('PUBLISH', KEYS[2], 'f1 ' .. epoch .. ' ' .. s .. ' ' .. ARGV[2])
+redis.call(publish, KEYS[2], 'f1 ' .. epoch .. ' ' .. s .. ' ' .. ARGV[2])
 return {epoch, s}
 `;
 
@@ -241,18 +259,19 @@ return {epoch, s}
  * KEYS: meta, watermark, then a stream, its marker and its index per channel (broadcasts first,
  * with meta as their marker). ARGV: a new epoch to use if needed, the client's raw id (or "" when too
  * long to look up), the epoch and seq parsed from it (or ""), the channel (where a new epoch is
- * announced), ttl (ms).
+ * announced), ttl (ms), `S` for `SPUBLISH` (as in the HEAD script).
  * Returns `{epoch, head, 0}` for an unknown position, else `{epoch, head, 1, gaps, events}` with
  * `gaps` the (1-based) channel numbers that lost events after the position and `events` a flat
  * list of seq, payload.
  */
 export const REPLAY_SCRIPT = COMMON + `
+local publish = ARGV[7] == 'S' and 'SPUBLISH' or 'PUBLISH'
 local meta, w = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', meta, 'epoch', epoch)
-  redis.call('PUBLISH', ARGV[5], 'f1 ' .. epoch .. ' ' .. (redis.call('HGET', meta, 'seq') or '0') .. ' head')
+  redis.call(publish, ARGV[5], 'f1 ' .. epoch .. ' ' .. (redis.call('HGET', meta, 'seq') or '0') .. ' head')
 end
 local head = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local ttl = tonumber(ARGV[6])

@@ -2,7 +2,7 @@ import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from
 import { type BridgeStats, bridgeStats, type ReportsBridgeStats } from "../_bridge_stats.ts";
 import { clock, type TimerHandle } from "../_clock.ts";
 import { MAX_ID_LENGTH } from "../_wire.ts";
-import { adapterFor, scriptSha } from "./_adapters.ts";
+import { adapterFor, isClusterClient, scriptSha } from "./_adapters.ts";
 import {
   decodeMessage,
   decodePayload,
@@ -24,15 +24,17 @@ import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_er
 /** Options of {@linkcode redisBridge}. */
 export interface RedisBridgeOptions {
   /**
-   * The command connection: a connected client of npm `redis` (`createClient()`), `ioredis`
-   * (`new Redis()`) or Bun's `RedisClient`. The bridge only sends commands on it, and leaves
+   * The command connection: a connected client of npm `redis` (`createClient()`, or
+   * `createCluster()` for a Redis Cluster), `ioredis` (`new Redis()`, or `new Cluster()`) or
+   * Bun's `RedisClient` (single server only). The bridge only sends commands on it, and leaves
    * connecting and quitting to you.
    * @default {undefined}
    */
   client?: object;
   /**
    * A second connection of the same kind, for the subscription (a subscribed Redis connection
-   * can run no other command), e.g. `client.duplicate()`.
+   * can run no other command), e.g. `client.duplicate()`. On a Redis Cluster the bridge listens
+   * on a shard channel (`SSUBSCRIBE`): an ioredis `Cluster` needs `shardedSubscribers: true`.
    * @default {undefined}
    */
   subscriber?: object;
@@ -45,7 +47,8 @@ export interface RedisBridgeOptions {
    * Put in front of every key and of the channel, so that several apps share one Redis. Apps
    * on different databases of one Redis are kept apart whatever their prefixes: the channel
    * carries the database number (Redis 6.2 and later; pub/sub itself ignores databases). On a
-   * Redis Cluster, make it a hash tag (`"{myapp}:"`) so that all keys land on one slot.
+   * Redis Cluster it must contain a hash tag (`"{myapp}:"`), so that all keys and the channel
+   * land on one slot; the bridge refuses one without.
    * @default {"flume:"}
    */
   prefix?: string;
@@ -88,6 +91,12 @@ interface Waiter {
 const DEFAULT_TTL = 3_600_000;
 /** Events kept in the heal log by default. */
 const DEFAULT_HEAL_WINDOW = 10_000;
+
+/**
+ * A prefix with a Redis hash tag: a `{`, then the first `}` after it with something between
+ * (Redis hashes only that part of a key, so every key with the prefix lands on one slot).
+ */
+const HASH_TAG = /^[^{]*\{[^}]+\}/;
 
 /** The ids the bridge makes: `<epoch>-<seq>`. */
 const ID = /^([0-9a-z]{1,16})-([0-9]{1,15})$/;
@@ -140,6 +149,8 @@ export function redisBridge(options: RedisBridgeOptions): Bridge {
 
 class RedisBridge implements Bridge, ReportsBridgeStats {
   readonly #adapter: RedisBridgeAdapter;
+  /** `S` when the clients are Redis Cluster clients: the channel is then a shard channel. */
+  readonly #publish: "S" | "";
   readonly #prefix: string;
   /** The pub/sub channel: set on open, once the database number is known (see `#subscribe`). */
   #channel: string;
@@ -187,6 +198,7 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
   #closed = false;
 
   constructor(options: RedisBridgeOptions) {
+    let cluster = false;
     if (options.adapter) this.#adapter = options.adapter;
     else {
       if (!options.client || !options.subscriber) {
@@ -194,12 +206,22 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
           "Cannot create Redis bridge: pass `client` and `subscriber` (two connections), or an `adapter`",
         );
       }
-      this.#adapter = adapterFor(options.client, options.subscriber);
+      // On a Cluster the scripts publish with SPUBLISH: only the slot's master carries events.
+      cluster = isClusterClient(options.client);
+      this.#adapter = adapterFor(options.client, options.subscriber, { sharded: cluster });
     }
+    this.#publish = cluster ? "S" : "";
     const prefix: unknown = options.prefix ?? "flume:";
     if (typeof prefix !== "string") {
       throw new TypeError(
         `Cannot create Redis bridge: \`prefix\` must be a string, got \`${typeOf(prefix)}\``,
+      );
+    }
+    // Every key and the channel start with the prefix: its hash tag puts them all on one slot,
+    // which the scripts (several keys each) and the one order need.
+    if (cluster && !HASH_TAG.test(prefix)) {
+      throw new TypeError(
+        `Cannot create Redis bridge: on a Redis Cluster \`prefix\` must contain a hash tag, e.g. \`{myapp}:\`, so that every key lands on one slot, got \`${prefix}\``,
       );
     }
     this.#prefix = prefix;
@@ -284,6 +306,7 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
         id ?? "",
         String(this.#ttl),
         String(this.#healWindow),
+        this.#publish,
       ],
     );
     const [epoch, seq] = parseHead(reply, "publish event");
@@ -322,6 +345,7 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
         ours?.[2] ?? "",
         this.#channel,
         String(this.#ttl),
+        this.#publish,
       ],
     );
     const [epoch, headSeq] = parseHead(reply, "replay events");
@@ -510,6 +534,7 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
   async #runHead(): Promise<[string, number]> {
     const reply = await this.#call("check position", HEAD_SCRIPT, [this.#meta, this.#channel], [
       this.#candidate,
+      this.#publish,
     ]);
     return parseHead(reply, "check position");
   }
@@ -877,7 +902,7 @@ function lossOf(step: Step, message: Message, position: Position | undefined): s
   if (step.action === "rewind") {
     return `Redis went back from event ${position?.seq} to ${claimOf(message).seq}`;
   }
-  return `Redis started epoch \`${message.epoch}\` (it lost its data or restarted)`;
+  return `Redis started epoch \`${message.epoch}\` (it lost its data, restarted, or another server took over)`;
 }
 
 function bridgeError(

@@ -14,7 +14,7 @@ import { Broker, EventStream, type EventStreamOptions, StreamClosedError } from 
 import { offerFrame } from "../src/_stream_control.ts";
 import { delay, reasonOf, runtime, serve, waitFor } from "./_helpers.ts";
 import { onVirtualClock } from "./_clock.ts";
-import { deadlineSlot } from "../src/_deadlines.ts";
+import { deadlines, deadlineSlot } from "../src/_deadlines.ts";
 import { runFixture } from "./fixtures/_spawn.ts";
 
 const CHUNK_BYTES = 65_536;
@@ -134,14 +134,16 @@ describe("EventStream write timeout counts the heartbeat as data", () => {
   });
 
   it("close() with a chunk half handed out delivers the rest in bounded chunks, no timer left", async () => {
-    await onVirtualClock(async (clock) => {
+    await onVirtualClock(async () => {
       const { stream, reader } = open({ heartbeat: 1_000, writeTimeout: 10_000 });
       await readChunk(reader);
+      assert.equal(deadlines().size, 1, "its heartbeat check, on this test's clock");
       stream[offerFrame](new Uint8Array(CHUNK_BYTES * 2 + 1), "disconnect");
       await readChunk(reader); // the first view; two are still ours
       await stream.publish("after");
       stream.close();
       assert.equal(stream[deadlineSlot], -1, "no timer outlives the stream");
+      assert.equal(deadlines().size, 0);
       const sizes: number[] = [];
       for (;;) {
         const { done, value } = await reader.read();

@@ -102,4 +102,11 @@ export {
   type SubscribeOptions,
 } from "./src/broker.ts";
 export { type BrokerMetrics, formatMetrics } from "./src/format_metrics.ts";
-export type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "./src/bridge.ts";
+export type {
+  Bridge,
+  BridgeEvent,
+  BridgeGap,
+  BridgePartitions,
+  BridgeReplay,
+  HistoryLimits,
+} from "./src/bridge.ts";

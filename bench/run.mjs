@@ -32,6 +32,7 @@ const BENCHES = [
   { name: "broker", file: "broker_bench.ts", timeout: 180 },
   { name: "sustained", file: "sustained_bench.ts", timeout: 420 },
   { name: "redis", file: "redis_bench.ts", timeout: 150 },
+  { name: "partitioned", file: "partitioned_bench.ts", timeout: 300 },
   { name: "chaos", file: "chaos_bench.ts", timeout: 300 },
 ];
 

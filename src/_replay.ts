@@ -52,9 +52,11 @@ export const PIECE_BYTES = 65_536;
 /**
  * A live event held back while a replay is fetched and sent, or an in-band gap signal held in
  * its place among them (`gap`: never dropped; its `seq` is the position the bridge went on from,
- * `Infinity` when unknown).
+ * `Infinity` when unknown). `partition` only from a bridge with partitions: `seq` is then in
+ * that partition's order.
  */
 export interface HeldEvent {
+  partition?: number | undefined;
   seq: number;
   frame: Uint8Array;
   gap?: true | undefined;
@@ -70,15 +72,28 @@ export function encodeStored(event: BridgeEvent): Uint8Array {
   return encodeText(withId(event.body, event.id));
 }
 
+/** The bytes of a stored event with another id than its own: a partitioned bridge's position. */
+export function encodeStoredAs(event: BridgeEvent, id: string): Uint8Array {
+  return encodeText(withId(event.body, id));
+}
+
+/**
+ * Where a replay brings its clients: a seq, or with a partitioned bridge one per partition
+ * (index = partition; a missing entry brings nothing on that partition).
+ */
+export type ReplayPosition = number | readonly (number | undefined)[];
+
 /**
  * The held events that come after the replay, in order. A held gap signal goes by the position
  * the bridge went on from: at or before the replay's, the replay was read after the loss and
  * tells the client the truth itself (and the signal's id would take it back); after it, or
  * unknown (`Infinity`), the signal is kept, as a second signal costs a refetch and a missing one
- * a silent hole.
+ * a silent hole. With a position per partition, each held event is compared with the replay's
+ * position on its own partition.
  */
-export function heldAfter(held: readonly HeldEvent[], upTo: number): HeldEvent[] {
-  return held.filter((event) => event.seq > upTo);
+export function heldAfter(held: readonly HeldEvent[], upTo: ReplayPosition): HeldEvent[] {
+  if (typeof upTo === "number") return held.filter((event) => event.seq > upTo);
+  return held.filter((event) => event.seq > (upTo[event.partition ?? 0] ?? -Infinity));
 }
 
 /**
@@ -119,7 +134,7 @@ export class SharedReplay {
   /** Whether it ends with the gap signal (known once `ready` has resolved). */
   gap = false;
   /** The position it brings a client to: held events at or before it are in it already. */
-  upTo = -Infinity;
+  upTo: ReplayPosition = -Infinity;
   /** Resolves once the bridge has answered (or failed: then a gap); never rejects. */
   readonly ready: Promise<void>;
   /** Clients reading it. */
@@ -205,9 +220,20 @@ export class SharedReplay {
 
   #settle(answer: ReplayAnswer, echo: string): void {
     const { events, gaps, head } = answer;
-    let upTo = head?.seq ?? -Infinity;
-    for (const event of events) if (event.seq > upTo) upTo = event.seq;
-    this.upTo = upTo;
+    const seqs = head?.seqs;
+    if (seqs === undefined) {
+      let upTo = head?.seq ?? -Infinity;
+      for (const event of events) if (event.seq > upTo) upTo = event.seq;
+      this.upTo = upTo;
+    } else {
+      // Per partition: the head's position on it, or the newest event replayed from it.
+      const upTo = [...seqs];
+      for (const event of events) {
+        const partition = event.partition ?? 0;
+        if (event.seq > (upTo[partition] ?? -Infinity)) upTo[partition] = event.seq;
+      }
+      this.upTo = upTo;
+    }
     this.events = events.length;
     this.gap = gaps.length > 0;
     const signal = this.gap ? gapSignal(gaps, echo, head?.id) : undefined;

@@ -23,12 +23,13 @@ import { clock } from "./_clock.ts";
 import { bridgeStatsOf, historyStatsOf } from "./_bridge_stats.ts";
 import { requestSignal } from "./_runtime.ts";
 import type { SseResponseInit } from "./_response.ts";
-import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay } from "./bridge.ts";
+import type { Bridge, BridgeEvent, BridgeGap, BridgePartitions, BridgeReplay } from "./bridge.ts";
 import { DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_TTL, MemoryBridge } from "./_memory_bridge.ts";
 import { BrokerClosedError, BrokerLimitError } from "./errors.ts";
 import { type BrokerMetrics, emptyMetrics } from "./format_metrics.ts";
 import {
   encodeStored,
+  encodeStoredAs,
   gapSignal,
   heldAfter,
   type HeldEvent,
@@ -198,6 +199,12 @@ export interface BrokerCloseOptions {
 interface Subscriber {
   stream: EventStream;
   channels: readonly string[];
+  /**
+   * With a partitioned bridge only: the partitions of its channels and the broadcast one,
+   * sorted, distinct, and their text, the key of the frames it shares with other clients.
+   */
+  partitions?: readonly number[] | undefined;
+  partitionKey?: string | undefined;
   /** Its replay while it is fetched and sent; undefined before and after. */
   resume?: Resume | undefined;
 }
@@ -268,6 +275,8 @@ export class Broker<Events extends object = Record<string, unknown>> {
   /** Replays in progress by key (channels and `Last-Event-ID`); each shared by its clients. */
   #replays = new Map<string, SharedReplay>();
   #bridge: Bridge;
+  /** The bridge's partitions, read once: undefined for a bridge with one order. */
+  readonly #partitions: BridgePartitions | undefined;
   #closed = false;
   readonly #events: ReadonlySet<string> | undefined;
   readonly #history: number;
@@ -393,6 +402,7 @@ export class Broker<Events extends object = Record<string, unknown>> {
     };
     this.#onError = options.onError ?? ((error) => console.error("Broker:", error));
     this.#bridge = options.bridge ?? new MemoryBridge();
+    this.#partitions = this.#bridge.partitions;
     this.#bridge.open(this.#deliver, this.#lost, historyLimits).catch(this.#onError);
   }
 
@@ -437,10 +447,20 @@ export class Broker<Events extends object = Record<string, unknown>> {
     );
     if (stream.closed) return stream;
     stream[useScheduler](this.#scheduler);
-    const subscriber: Subscriber = { stream, channels: names };
+    const partitions = this.#partitions;
+    let subscriber: Subscriber;
+    if (partitions) {
+      const own = partitionsOf(names, partitions);
+      subscriber = { stream, channels: names, partitions: own, partitionKey: own.join(",") };
+    } else {
+      subscriber = { stream, channels: names };
+    }
     for (const name of names) {
       let set = this.#channels.get(name);
-      if (!set) this.#channels.set(name, set = new Set());
+      if (!set) {
+        this.#channels.set(name, set = new Set());
+        this.#interest(name, true);
+      }
       set.add(subscriber);
     }
     this.#clients.add(subscriber);
@@ -762,17 +782,59 @@ export class Broker<Events extends object = Record<string, unknown>> {
     return min + Math.floor(Math.random() * (min + 1));
   }
 
+  /** Tells the bridge that the first client joined a channel, or that its last one left. */
+  #interest(name: string, on: boolean): void {
+    const bridge = this.#bridge;
+    if (bridge.interest === undefined) return;
+    try {
+      bridge.interest(name, on);
+    } catch (error) {
+      // Thrown on, it would leave the client half registered: reported, and the client stays.
+      this.#onError(error);
+    }
+  }
+
   /** The one delivery path: every event, local or from another worker, in `seq` order. */
   #deliver = (event: BridgeEvent): void => {
     this.#metrics.eventsPublished++;
+    if (this.#partitions && event.id !== undefined) {
+      this.#deliverPartitioned(event, this.#partitions);
+      return;
+    }
     const frame = encodeStored(event);
     if (event.channel === null) {
-      for (const subscriber of this.#clients) this.#offer(subscriber, event.seq, frame);
+      for (const subscriber of this.#clients) this.#offer(subscriber, event, frame);
     } else {
       const set = this.#channels.get(event.channel);
-      if (set) { for (const subscriber of set) this.#offer(subscriber, event.seq, frame); }
+      if (set) { for (const subscriber of set) this.#offer(subscriber, event, frame); }
     }
   };
+
+  /**
+   * A partitioned bridge's event: each client's frame carries the bridge's position on the
+   * client's partitions, so one frame is encoded per distinct partition set among the clients,
+   * not per client. Clients on one channel (or on channels of one partition) share one.
+   */
+  #deliverPartitioned(event: BridgeEvent, partitions: BridgePartitions): void {
+    const targets = event.channel === null ? this.#clients : this.#channels.get(event.channel);
+    if (targets === undefined) return;
+    // Consecutive clients mostly share a set: the last one is checked first, and the map of
+    // frames only exists once a second set shows up.
+    let lastKey: string | undefined;
+    let lastFrame: Uint8Array | undefined;
+    let frames: Map<string, Uint8Array> | undefined;
+    for (const subscriber of targets) {
+      const key = subscriber.partitionKey!;
+      let frame = key === lastKey ? lastFrame : frames?.get(key);
+      if (frame === undefined) {
+        frame = encodeStoredAs(event, partitions.idFor(subscriber.partitions!));
+        if (lastKey !== undefined) (frames ??= new Map([[lastKey, lastFrame!]])).set(key, frame);
+      }
+      lastKey = key;
+      lastFrame = frame;
+      this.#offer(subscriber, event, frame);
+    }
+  }
 
   /**
    * The bridge lost events for good (called in order with `#deliver`): every affected client gets
@@ -782,6 +844,10 @@ export class Broker<Events extends object = Record<string, unknown>> {
   #lost = (gap: BridgeGap): void => {
     // A client that joined a read begun before the loss would miss this signal.
     for (const shared of this.#replays.values()) shared.open = false;
+    if (this.#partitions) {
+      this.#lostPartitioned(gap, this.#partitions);
+      return;
+    }
     const lost = gap.channels === null ? null : new Set(gap.channels);
     let affected: Iterable<Subscriber> = this.#clients;
     if (lost !== null) {
@@ -815,6 +881,55 @@ export class Broker<Events extends object = Record<string, unknown>> {
     }
   };
 
+  /**
+   * A partitioned bridge's loss. In one partition: only the clients with a channel in it get the
+   * signal (every client for the broadcast partition), naming their channels in it. Without a
+   * partition, the loss may be anywhere: the clients of `channels` (all when null), at an unknown
+   * position. Each signal's id is the bridge's position (past the loss) on the client's
+   * partitions; clients with the same partitions and channels share one frame.
+   */
+  #lostPartitioned(gap: BridgeGap, partitions: BridgePartitions): void {
+    const partition = gap.partition;
+    const lost = gap.channels === null ? null : new Set(gap.channels);
+    const broadcast = partition === partitions.count - 1;
+    let affected: Iterable<Subscriber> = this.#clients;
+    if (lost !== null && !broadcast) {
+      const some = new Set<Subscriber>();
+      for (const name of lost) {
+        for (const subscriber of this.#channels.get(name) ?? []) some.add(subscriber);
+      }
+      affected = some;
+    }
+    const after = gap.after ?? null;
+    // Unknown partition: the held signal cannot be placed against a replay, so it is kept.
+    const seq = partition === undefined ? Infinity : gap.head?.seq ?? Infinity;
+    const frames = new Map<string, Uint8Array>();
+    for (const subscriber of affected) {
+      if (lost === null && !broadcast && partition !== undefined) {
+        if (!subscriber.partitions!.includes(partition)) continue;
+      }
+      const channels = partition === undefined
+        ? (lost === null ? subscriber.channels : subscriber.channels.filter((n) => lost.has(n)))
+        : broadcast
+        ? subscriber.channels
+        : subscriber.channels.filter((name) => partitions.of(name) === partition);
+      if (channels.length === 0) continue; // no channel in the lost partition
+      const key = subscriber.partitionKey + JSON.stringify(channels);
+      let frame = frames.get(key);
+      if (frame === undefined) {
+        const id = partitions.idFor(subscriber.partitions!);
+        frames.set(key, frame = this.#gapFrame(channels, after, id));
+      }
+      const resume = subscriber.resume;
+      if (resume === undefined) {
+        this.#pinGap(subscriber.stream, frame);
+      } else {
+        resume.held.push({ partition: partition ?? 0, seq, frame, gap: true });
+        resume.heldBytes += frame.byteLength;
+      }
+    }
+  }
+
   /** The gap signal's bytes; without the id when the bridge's id cannot go on the wire. */
   #gapFrame(channels: readonly string[], after: string | null, id: string | undefined): Uint8Array {
     try {
@@ -832,7 +947,7 @@ export class Broker<Events extends object = Record<string, unknown>> {
     this.#metrics.bytesQueued += frame.byteLength;
   }
 
-  #offer(subscriber: Subscriber, seq: number, frame: Uint8Array): void {
+  #offer(subscriber: Subscriber, event: BridgeEvent, frame: Uint8Array): void {
     const resume = subscriber.resume;
     if (resume === undefined) {
       this.#queue(subscriber.stream, frame, this.#overflow);
@@ -860,7 +975,11 @@ export class Broker<Events extends object = Record<string, unknown>> {
         this.#metrics.slowConsumers++;
       }
     }
-    held.push({ seq, frame });
+    held.push(
+      this.#partitions
+        ? { partition: event.partition ?? 0, seq: event.seq, frame }
+        : { seq: event.seq, frame },
+    );
     resume.heldBytes += frame.byteLength;
   }
 
@@ -987,9 +1106,19 @@ export class Broker<Events extends object = Record<string, unknown>> {
       const set = this.#channels.get(name);
       if (!set) continue;
       set.delete(subscriber);
-      if (set.size === 0) this.#channels.delete(name);
+      if (set.size === 0) {
+        this.#channels.delete(name);
+        this.#interest(name, false);
+      }
     }
   }
+}
+
+/** A client's partitions: those of its channels and the broadcast one, sorted, distinct. */
+function partitionsOf(names: readonly string[], partitions: BridgePartitions): readonly number[] {
+  const own = new Set<number>([partitions.count - 1]);
+  for (const name of names) own.add(partitions.of(name));
+  return [...own].sort((a, b) => a - b);
 }
 
 /** The names of an `events` option, a list or a vocabulary object, each one a valid event name. */

@@ -8,6 +8,11 @@
  * its data (a restart without persistence, a failover), and a seq that grows by one per event.
  * A checkpoint (`head`) says "the newest seq is this", and is the only message that may bring a
  * new epoch: the scripts always announce one with a checkpoint before its first event.
+ *
+ * The partitioned mode orders events per partition, and a worker sees only the channels it
+ * subscribed to, so "the next seq" no longer finds holes: {@linkcode nextChannelStep} decides
+ * per channel, from the `prev` every message carries (the seq of its channel's previous event).
+ * Its broadcast partition has every event, and keeps {@linkcode nextStep}.
  * @module
  */
 
@@ -60,4 +65,63 @@ export function nextStep(position: Position | undefined, claim: Claim): Step {
   if (claim.seq < position.seq) return { action: "rewind" };
   if (claim.seq === position.seq) return { action: "checkpoint" };
   return { action: "hole", first: position.seq + 1, last: claim.seq };
+}
+
+/** What one message of the partitioned mode claims: {@linkcode Claim} and its channel's `prev`. */
+export interface ChannelClaim extends Claim {
+  /** For an event: the seq of its channel's previous event in the partition, `0` when unknown. Not read for a checkpoint. */
+  prev: number;
+}
+
+/**
+ * What to do with a message of the partitioned mode:
+ * - `deliver`: deliver the event, move the channel (and the partition) there.
+ * - `duplicate`: an event of the channel at or before its last delivered one: skip it.
+ * - `foreign`: an event of an epoch this worker does not follow in the partition: a stray or a
+ *   new epoch; Redis tells which (a confirmed new epoch is a loss in this partition).
+ * - `hole`: events `first` to `last` of the partition may include the channel's missed ones:
+ *   heal them (for this channel) from the partition's log, then deliver the event.
+ * - `new-epoch`: a checkpoint of another epoch: confirm, then a loss in this partition.
+ * - `rewind`: a checkpoint behind the partition's position: confirm, then a loss.
+ * - `audit`: a checkpoint at or past the position (or the partition's first): the audit of the
+ *   partition it answers heals what the markers show, then the partition moves to it.
+ */
+export type ChannelStep =
+  | { action: "deliver" }
+  | { action: "duplicate" }
+  | { action: "foreign" }
+  | { action: "hole"; first: number; last: number }
+  | { action: "new-epoch" }
+  | { action: "rewind" }
+  | { action: "audit" };
+
+/**
+ * Decides what to do with a message of the partitioned mode (design §4.3, one row per case).
+ * @param partition Where the worker is in the message's partition (`undefined`: no live position).
+ * @param last The partition seq of the channel's last delivered event, or `"start"` when none
+ * since its subscription was confirmed. Not read for a checkpoint.
+ * @param claim What the message claims.
+ * @returns The step.
+ */
+export function nextChannelStep(
+  partition: Position | undefined,
+  last: number | "start",
+  claim: ChannelClaim,
+): ChannelStep {
+  if (claim.kind === "head") {
+    if (partition === undefined) return { action: "audit" };
+    if (claim.epoch !== partition.epoch) return { action: "new-epoch" };
+    return { action: claim.seq < partition.seq ? "rewind" : "audit" };
+  }
+  if (partition === undefined) return { action: "deliver" };
+  if (claim.epoch !== partition.epoch) return { action: "foreign" };
+  if (last === "start") return { action: "deliver" };
+  if (claim.seq <= last) return { action: "duplicate" };
+  if (claim.prev > 0 && claim.prev <= last) return { action: "deliver" };
+  // `prev` above `last`: the channel's events after `last` up to `prev` are missing. `prev` 0
+  // (the marker expired): any event up to the one before may be, usually none. A `prev` at or
+  // past the seq is no event of this channel: the same bound.
+  const end = claim.prev > 0 && claim.prev < claim.seq ? claim.prev : claim.seq - 1;
+  if (end <= last) return { action: "deliver" };
+  return { action: "hole", first: last + 1, last: end };
 }

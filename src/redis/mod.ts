@@ -75,10 +75,22 @@
  */
 
 export { redisBridge, type RedisBridgeOptions } from "./redis_bridge.ts";
-export type { RedisBridgeAdapter, RedisBridgeListener } from "./redis_bridge_adapter.ts";
+export type {
+  RedisBridgeAdapter,
+  RedisBridgeChannelListener,
+  RedisBridgeListener,
+  RedisBridgeSubscription,
+} from "./redis_bridge_adapter.ts";
 export {
   RedisBridgeError,
   type RedisBridgeErrorOptions,
   type RedisBridgeErrorReason,
 } from "./redis_bridge_error.ts";
-export type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from "../bridge.ts";
+export type {
+  Bridge,
+  BridgeEvent,
+  BridgeGap,
+  BridgePartitions,
+  BridgeReplay,
+  HistoryLimits,
+} from "../bridge.ts";

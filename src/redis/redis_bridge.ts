@@ -18,6 +18,7 @@ import {
   REPLAY_SCRIPT,
 } from "./_scripts.ts";
 import { type Claim, nextStep, type Position, type Step } from "./_sequence.ts";
+import { PartitionedRedisBridge } from "./partitioned_bridge.ts";
 import type { RedisBridgeAdapter } from "./redis_bridge_adapter.ts";
 import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_error.ts";
 
@@ -75,6 +76,29 @@ export interface RedisBridgeOptions {
    * @default {console.error}
    */
   onError?(error: RedisBridgeError): void;
+  /**
+   * Turns on the partitioned mode: channels hash to this many partitions (1 to 256), each with
+   * its own order, and a worker subscribes only to the channels its clients are on (on a Redis
+   * Cluster, with sharded pub/sub spread over the masters). Events of one channel (and of one
+   * partition) keep their order; between partitions there is none. One `Last-Event-ID` still
+   * resumes every channel of a client. Every worker of an app must use the same count (Redis
+   * refuses another), the prefix must not contain `{` or `}`, `publish()` refuses a caller's
+   * `id`, and `healWindow` counts per partition (default 2,000 then). Absent: one total order.
+   * @default {undefined}
+   */
+  partitions?: number;
+  /**
+   * Partitioned mode: ms a channel stays subscribed after this worker's last client on it left
+   * (a client that reconnects to the same worker finds it subscribed).
+   * @default {30_000}
+   */
+  unsubscribeDelay?: number;
+  /**
+   * Partitioned mode: ms between the audits of a partition this worker listens to (a script
+   * that finds events a moved or dropped subscription missed, then heals them).
+   * @default {10_000}
+   */
+  auditInterval?: number;
 }
 
 interface Waiter {
@@ -144,7 +168,9 @@ function noop(): void {}
  * ```
  */
 export function redisBridge(options: RedisBridgeOptions): Bridge {
-  return new RedisBridge(options);
+  return options.partitions === undefined
+    ? new RedisBridge(options)
+    : new PartitionedRedisBridge(options);
 }
 
 class RedisBridge implements Bridge, ReportsBridgeStats {

@@ -202,7 +202,8 @@ for (const kind of kinds) {
     it("starts a new epoch when a publish reaches another server than the one that handed out the epoch", async () => {
       // What a failover to a replica that lacks the last events looks like to the publish
       // script, when a publish gets there before any worker's checkpoint: the epoch's server
-      // (its run id in meta) is not this one. It must not hand out that epoch's seqs again.
+      // is not this one. It must not hand out that epoch's seqs again. (A real promoted replica
+      // is in the partitioned scripts' suite; here, a node it cannot tell and another run id.)
       const prefix = freshPrefix();
       const [a, b] = [await worker(kind, prefix), await worker(kind, prefix)];
       try {
@@ -212,6 +213,7 @@ for (const kind of kinds) {
         const master = await cluster.masterOf(prefix);
         const meta = `${prefix}meta`;
         assert.equal(await cluster.command(master, ["HSET", meta, "run", "0123abcd"]), 0);
+        assert.equal(await cluster.command(master, ["HDEL", meta, "node"]), 1);
         // As if the replica lacked the last event: its seq would come again.
         assert.equal(
           typeof await cluster.command(master, ["HINCRBY", meta, "seq", "-1"]),
@@ -362,11 +364,17 @@ async function prefixOnReplicatedMaster(name: string): Promise<string> {
 /**
  * Two workers publish one at a time, alternating, while `fault` runs, then until 10 more are
  * confirmed; every confirmed event must reach both workers' clients once, in publish order, the
- * same everywhere, with at most one gap signal, and a Last-Event-ID from before and after must
- * resume right.
+ * same everywhere, with at most `gapSignals` gap signals, and a Last-Event-ID from before and
+ * after must resume right.
  */
-async function rideOut(kind: Kind, prefix: string, fault: () => Promise<void>): Promise<void> {
-  const [a, b] = [await worker(kind, prefix), await worker(kind, prefix)];
+async function rideOut(
+  kind: Kind,
+  prefix: string,
+  fault: () => Promise<void>,
+  gapSignals = 1,
+): Promise<void> {
+  // History for every event of the test: a resume from before the fault must get them all.
+  const [a, b] = [await worker(kind, prefix, 10_000), await worker(kind, prefix, 10_000)];
   try {
     const readers = [a, b].map((w) => collectEvents(w.broker.subscribe("room")));
     const confirmed: string[] = [];
@@ -419,7 +427,7 @@ async function rideOut(kind: Kind, prefix: string, fault: () => Promise<void>): 
     for (const reader of readers) {
       assert.equal(reader.done, false, "the stream is still open");
       const resets = reader.events.filter((e) => e.type === "stream-reset");
-      assert.ok(resets.length <= 1, `${resets.length} gap signals`);
+      assert.ok(resets.length <= gapSignals, `${resets.length} gap signals`);
     }
     // A client from before the fault resumes with the gap signal when the epoch changed (or
     // exactly what it missed when it did not); one from after it, with exactly what it missed.
@@ -449,7 +457,7 @@ async function rideOut(kind: Kind, prefix: string, fault: () => Promise<void>): 
 for (const kind of kinds) {
   describe(`redisBridge on a Redis Cluster with ${kind}, when the prefix's slot moves`, () => {
     it(
-      "goes on on the new master: every confirmed event once, in one order, at most a gap signal",
+      "goes on on the new master: every confirmed event once, in one order, no gap signal",
       {
         timeout: 40_000,
       },
@@ -459,10 +467,11 @@ for (const kind of kinds) {
         const to = cluster.nodes.find((n) =>
           n.alive && n.role === "master" && n.port !== from
         )!.port;
+        // The keys move whole (MIGRATE) to a master that was never a replica: same epoch.
         await rideOut(kind, prefix, async () => {
           await delay(100);
           await cluster.moveSlot(slotOf(prefix), to);
-        });
+        }, 0);
         assert.equal(await cluster.masterOf(prefix), to);
       },
     );

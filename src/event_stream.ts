@@ -120,11 +120,17 @@ type Waiter = { frame: string; resolve(): void; reject(error: unknown): void };
  */
 const BUSY_SPAN = 1_000;
 /**
- * Ms during which a stream no longer holds for a busy event loop after such a hold caught no
- * second event: its producer is paced by something else (a timer, a socket), so holding only
- * added latency.
+ * Ms during which a stream no longer holds for a busy event loop after `USELESS_HOLDS` such holds
+ * in a row caught fewer than 3 events: its producer is paced by something else (a timer, a socket),
+ * so holding only added latency. (One is not enough: a producer at full speed on a loop still
+ * busy with the writes of the last flush can miss the first window or two before its events
+ * come close together.)
  */
 const LAG_MUTE = 10_000;
+/** See `LAG_MUTE`. */
+const USELESS_HOLDS = 3;
+/** Events a hold for a busy event loop must catch to count as useful (see `LAG_MUTE`). */
+const USEFUL_HOLD = 3;
 /** `#due` of a stream that asked for no flush (`READY` and due times are the others). */
 const UNSCHEDULED = -2;
 /** Above this size a frame leaves as a chunk of its own, never copied into a joined chunk. */
@@ -229,6 +235,8 @@ export class EventStream {
   #lastBatch = -Infinity;
   /** Until when holds for a busy event loop are off (see `LAG_MUTE`); `-Infinity`: on. */
   #lagMuteUntil = -Infinity;
+  /** Holds for a busy event loop in a row that caught fewer than 3 events (see `LAG_MUTE`). */
+  #uselessHolds = 0;
   /** Whether the flush asked for is a hold for a busy event loop, not for a recent chunk. */
   #lagHold = false;
   /** The flush asked of the scheduler: `UNSCHEDULED`, `READY`, or the due time of a held one. */
@@ -566,8 +574,8 @@ export class EventStream {
    * as the writes take; without this rule each of them would look quiet and get writes of its
    * own, which is what keeps it slow. Once held, its events come close together and the first
    * rule keeps them batched. Only an event that comes as the event loop frees up counts (a
-   * producer paced by a timer comes later), and a stream whose such hold caught no second event
-   * stops holding for the loop for `LAG_MUTE` ms. A chunk as large as one hand-out (64 KiB) or the buffer leaves at
+   * producer paced by a timer comes later), and a stream whose holds for the loop keep catching
+   * fewer than 3 events stops holding for the loop for a while (`LAG_MUTE`). A chunk as large as one hand-out (64 KiB) or the buffer leaves at
    * once: waiting would only fill the buffer.
    */
   #schedule(pushed: boolean): void {
@@ -612,8 +620,14 @@ export class EventStream {
     const queue = this.#queue;
     if (this.#lagHold) {
       this.#lagHold = false;
-      // A hold for a busy event loop that caught no second event: see `LAG_MUTE`.
-      if (due !== READY && queue.length <= 1) this.#lagMuteUntil = now + LAG_MUTE;
+      // Holds for a busy event loop in a row that caught fewer than 3 events: see `LAG_MUTE`.
+      if (due !== READY) {
+        if (queue.length >= USEFUL_HOLD) this.#uselessHolds = 0;
+        else if (++this.#uselessHolds >= USELESS_HOLDS) {
+          this.#uselessHolds = 0;
+          this.#lagMuteUntil = now + LAG_MUTE;
+        }
+      }
     }
     // A heartbeat (or the opening comment) alone does not make a stream busy.
     if (queue.length > 1 || (queue.length === 1 && queue[0] !== HEARTBEAT)) {

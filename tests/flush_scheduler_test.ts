@@ -387,19 +387,31 @@ describe("EventStream batching for a busy event loop (scheduler lag, virtual clo
     });
   });
 
-  it("stops holding for the loop for 10 s after a hold that caught no second event", async () => {
+  it("stops holding for the loop for 10 s after 3 holds in a row that caught under 3 events", async () => {
     await onVirtualClock(async (clock) => {
       const { stream, chunks, done, busy } = onScheduler(clock);
       await settle();
       await stream.publish(0);
       await settle();
-      await clock.advance(20);
-      busy(8);
-      await stream.publish(1);
-      await clock.advance(5);
-      assert.deepEqual(chunks.at(-1), [25, frames(1)], "held, and alone: a useless hold");
-      // Muted: the same busy loop no longer holds this stream's events.
-      for (const at of [45, 65, 9_000, 10_000]) {
+      /** An event 20 ms after the last chunk, as the busy loop frees up: held 5 ms. */
+      const heldAlone = async (data: string, extra: string[] = []) => {
+        await clock.advance(20);
+        busy(8);
+        await stream.publish(data);
+        const due = clock.now() + 5;
+        assert.deepEqual(held(clock), [due], `${data} held`);
+        for (const more of extra) await stream.publish(more);
+        await clock.advance(5);
+        assert.deepEqual(chunks.at(-1), [due, frames(data, ...extra)]);
+      };
+      await heldAlone("a");
+      await heldAlone("b", ["b2"]); // two events: still a useless hold
+      // Three events: a useful one, which starts the count again.
+      await heldAlone("c", ["c2", "c3"]);
+      await heldAlone("d");
+      await heldAlone("e");
+      await heldAlone("f"); // the third useless one in a row: muted from here (150)
+      for (const at of [170, 190, 9_000, 10_100]) {
         await clock.advance(at - clock.now());
         busy(8);
         await stream.publish(at);
@@ -407,13 +419,13 @@ describe("EventStream batching for a busy event loop (scheduler lag, virtual clo
         await settle();
         assert.deepEqual(chunks.at(-1), [at, frames(at)]);
       }
-      // 10 s after the useless hold it holds again.
-      await clock.advance(10_025 - clock.now());
+      // 10 s after the mute it holds again.
+      await clock.advance(10_155 - clock.now());
       busy(8);
       await stream.publish("again");
-      assert.deepEqual(held(clock), [10_030]);
+      assert.deepEqual(held(clock), [10_160]);
       await clock.advance(5);
-      assert.deepEqual(chunks.at(-1), [10_030, frames("again")]);
+      assert.deepEqual(chunks.at(-1), [10_160, frames("again")]);
       stream.close();
       await done;
     });

@@ -199,7 +199,9 @@ describe(`ResumableStreams over Redis (${kinds.join(" + ")})`, () => {
       const a = new ResumableStreams({
         redis: { client, subscriber },
         prefix: "t5:",
-        lease: 200,
+        // Short, so that the test does not wait long for it to run out, but renewed (every third)
+        // in time even when both cores are busy: at 200 ms a stalled renewal ended it early.
+        lease: 1_000,
         onError: () => {},
       });
       const b = await worker(redis, kinds[1], "t5:");

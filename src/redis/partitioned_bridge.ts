@@ -54,7 +54,7 @@ import {
   P_REPLAY_SCRIPT,
 } from "./_partitioned_scripts.ts";
 import { type ChannelStep, nextChannelStep, nextStep, type Position } from "./_sequence.ts";
-import type { RedisBridgeOptions } from "./redis_bridge.ts";
+import type { RedisBridgeOptions } from "./redis_bridge_options.ts";
 import type { RedisBridgeAdapter, RedisBridgeSubscription } from "./redis_bridge_adapter.ts";
 import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_error.ts";
 

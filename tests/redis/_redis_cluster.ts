@@ -301,6 +301,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
           return false;
         }
         if (seen.length !== nodes.length) return false;
+        // And every replica must be attached: until then it shows as a master without slots,
+        // and a test would take it for one (SETSLOT to it fails).
+        if (seen.filter((l) => l.role === "replica").length !== masters * replicas) return false;
       }
       return true;
     });

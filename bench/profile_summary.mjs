@@ -4,9 +4,9 @@
  * it): the share of sampled time per category (idle, GC, the library's `src/`, the benchmark's
  * own code, `node_modules`, the runtime's built-ins) and the functions with the most self time.
  *
- *   BENCH_CPU_PROF=/tmp/prof BENCH_TARGETS=ours BENCH_PACES=immediate \
+ *   BENCH_CPU_PROF=prof BENCH_TARGETS=ours BENCH_PACES=immediate \
  *     deno run -A bench/sustained_bench.ts --only=rate
- *   node bench/profile_summary.mjs /tmp/prof/*.cpuprofile
+ *   node bench/profile_summary.mjs prof/*.cpuprofile
  */
 import { readFileSync } from "node:fs";
 

@@ -9,6 +9,7 @@ import {
 import { adapterFor } from "../../src/redis/_adapters.ts";
 import { partitionOf } from "../../src/redis/_partition.ts";
 import { delay, waitFor } from "../_helpers.ts";
+import { settle, VirtualClock } from "../_clock.ts";
 import { type RedisServer, startRedis } from "./_redis_server.ts";
 import { clientKinds, collectEvents, connect, type Connections, dataOf } from "./_helpers.ts";
 
@@ -320,6 +321,43 @@ for (const kind of clientKinds) {
         assert.deepEqual(w.errors.map(String), []);
       } finally {
         await w.close();
+      }
+    });
+
+    it("unsubscribes exactly unsubscribeDelay ms after the last client left, counted again from a return (virtual clock)", async () => {
+      const clock = new VirtualClock().install();
+      const prefix = freshPrefix();
+      let w: Worker | undefined;
+      try {
+        w = await worker(kind, prefix, {}, { unsubscribeDelay: 30_000, auditInterval: 60_000 });
+        const [name] = channelsInDistinctPartitions("linger", 1);
+        const shard = `{${prefix}p${partitionOf(name!, N)}}e:${name}`;
+        const count = async () => {
+          const reply = await w!.connections.command(["PUBSUB", "NUMSUB", shard]);
+          return Number((reply as unknown[])[1]);
+        };
+        const first = collectEvents(w.broker.subscribe(name!));
+        await w.broker.publish(name!, "one");
+        await waitFor(() => first.events.length === 1, 2_000, "the event");
+        await first.cancel();
+        await clock.advance(29_999);
+        assert.equal(await count(), 1, "still subscribed 1 ms before the delay ends");
+        // A client comes back and leaves again: the delay counts from its leaving.
+        const second = collectEvents(w.broker.subscribe(name!));
+        await settle();
+        await second.cancel();
+        await clock.advance(29_999);
+        assert.equal(await count(), 1, "the return moved the deadline");
+        await clock.advance(1);
+        const deadline = Date.now() + 5_000;
+        while ((await count()) !== 0) {
+          assert.ok(Date.now() < deadline, "the channel is still subscribed 5 s after the delay");
+          await delay(20);
+        }
+        assert.deepEqual(w.errors.map(String), []);
+      } finally {
+        await w?.close();
+        clock.uninstall();
       }
     });
 

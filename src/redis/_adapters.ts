@@ -279,7 +279,18 @@ function nodeRedisCluster(client: Loose, subscriber: Loose, sharded: boolean): R
       const onMessage = (message: string, channel: string): void => {
         if (held.has(channel)) listener.message(channel, message);
       };
-      const onReady = (): void => listener.connected();
+      // A node connection's first `node-ready` is a new connection (the cluster connects to a
+      // node when it first needs it), not a reconnect: nothing was missed on it, and reporting
+      // it would make the bridge audit for nothing. A node that left the topology is reported
+      // through `moved` below.
+      const readyBefore = new WeakSet<object>();
+      const onReady = (node: unknown): void => {
+        if (node !== null && typeof node === "object" && !readyBefore.has(node)) {
+          readyBefore.add(node);
+          return;
+        }
+        listener.connected();
+      };
       const onError = (error: unknown): void => listener.error(error);
       const moved = movedBatcher(held, listener);
       // Moved channels the client has not put back on a master's connection yet.

@@ -3,8 +3,8 @@
  * supports, and a reader that collects what a broker stream sends.
  * @module
  */
-import { createClient } from "redis";
-import { Redis } from "ioredis";
+import { createClient, createCluster } from "redis";
+import { Cluster, Redis } from "ioredis";
 import { EventParserStream, type ParsedEvent } from "../../mod.ts";
 import type { EventStream } from "../../mod.ts";
 import { runtime } from "../_helpers.ts";
@@ -85,6 +85,67 @@ export async function connect(kind: ClientKind, url: string): Promise<Connection
     close: () => {
       client.close();
       subscriber.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** A command and a subscriber client of a Redis Cluster (the clients' own types, loosely). */
+export interface ClusterConnections {
+  // deno-lint-ignore no-explicit-any
+  client: any;
+  // deno-lint-ignore no-explicit-any
+  subscriber: any;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects a command client and a subscriber client of `kind` to the Redis Cluster whose nodes
+ * listen on `ports`, tuned for the failover tests: a promoted replica is found 0.5 s after a node
+ * stops answering (5 s by default), and reconnects are retried within 300 ms.
+ */
+export async function connectCluster(
+  kind: "node-redis" | "ioredis",
+  ports: readonly number[],
+): Promise<ClusterConnections> {
+  if (kind === "node-redis") {
+    const client = createCluster({
+      rootNodes: ports.map((port) => ({ url: `redis://127.0.0.1:${port}` })),
+      topologyRefreshOnReconnectionAttemptStrategy: 500,
+      defaults: {
+        socket: { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 300) },
+      },
+    });
+    const subscriber = client.duplicate();
+    for (const c of [client, subscriber]) c.on("error", () => {});
+    await Promise.all([client.connect(), subscriber.connect()]);
+    return {
+      client,
+      subscriber,
+      close: () => {
+        client.destroy();
+        subscriber.destroy();
+        return Promise.resolve();
+      },
+    };
+  }
+  const options = {
+    shardedSubscribers: true,
+    clusterRetryStrategy: (times: number) => Math.min(50 + times * 50, 300),
+  };
+  const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));
+  const client = new Cluster(nodes, options);
+  const subscriber = new Cluster(nodes, options);
+  for (const c of [client, subscriber]) c.on("error", () => {});
+  await Promise.all(
+    [client, subscriber].map((c) => new Promise((resolve) => c.once("ready", resolve))),
+  );
+  return {
+    client,
+    subscriber,
+    close: () => {
+      client.disconnect();
+      subscriber.disconnect();
       return Promise.resolve();
     },
   };

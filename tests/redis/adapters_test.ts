@@ -7,15 +7,13 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createCluster } from "redis";
-import { Cluster } from "ioredis";
 import { adapterFor } from "../../src/redis/_adapters.ts";
 import type {
   RedisBridgeChannelListener,
   RedisBridgeSubscription,
 } from "../../src/redis/redis_bridge_adapter.ts";
 import { waitFor } from "../_helpers.ts";
-import { clientKinds, connect } from "./_helpers.ts";
+import { clientKinds, connect, connectCluster } from "./_helpers.ts";
 import { type RedisServer, startRedis } from "./_redis_server.ts";
 import { type RedisCluster, slotOf, startCluster } from "./_redis_cluster.ts";
 
@@ -278,48 +276,19 @@ describe("listenMany on a Redis Cluster", () => {
   }
 
   async function clients(kind: ClusterKind): Promise<Clients> {
-    const live = cluster.nodes.filter((n) => n.alive);
-    if (kind === "node-redis") {
-      const client = createCluster({
-        rootNodes: live.map((n) => ({ url: `redis://127.0.0.1:${n.port}` })),
-        // Find a promoted replica 0.5 s after a node stops answering (5 s by default).
-        topologyRefreshOnReconnectionAttemptStrategy: 500,
-        defaults: {
-          socket: { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 300) },
-        },
-      });
-      const subscriber = client.duplicate();
-      for (const c of [client, subscriber]) c.on("error", () => {});
-      await Promise.all([client.connect(), subscriber.connect()]);
-      return {
-        client,
-        subscriber,
-        publish: async (channel, text) => Number(await client.sPublish(channel, text)),
-        close: () => {
-          client.destroy();
-          subscriber.destroy();
-        },
-      };
-    }
-    const options = {
-      shardedSubscribers: true,
-      clusterRetryStrategy: (times: number) => Math.min(50 + times * 50, 300),
-    };
-    const nodes = live.map((n) => ({ host: "127.0.0.1", port: n.port }));
-    const client = new Cluster(nodes, options);
-    const subscriber = new Cluster(nodes, options);
-    for (const c of [client, subscriber]) c.on("error", () => {});
-    await Promise.all(
-      [client, subscriber].map((c) => new Promise((resolve) => c.once("ready", resolve))),
+    const connections = await connectCluster(
+      kind,
+      cluster.nodes.filter((n) => n.alive).map((n) => n.port),
     );
+    const { client } = connections;
     return {
-      client,
-      subscriber,
-      publish: async (channel, text) => Number(await client.spublish(channel, text)),
-      close: () => {
-        client.disconnect();
-        subscriber.disconnect();
-      },
+      ...connections,
+      publish: async (channel, text) =>
+        Number(
+          await (kind === "node-redis"
+            ? client.sPublish(channel, text)
+            : client.spublish(channel, text)),
+        ),
     };
   }
 

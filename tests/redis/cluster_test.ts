@@ -12,7 +12,7 @@ import { type Bridge, Broker } from "../../mod.ts";
 import { redisBridge, type RedisBridgeError } from "../../src/redis/mod.ts";
 import { delay, waitFor } from "../_helpers.ts";
 import { type RedisCluster, slotOf, startCluster } from "./_redis_cluster.ts";
-import { collectEvents, dataOf } from "./_helpers.ts";
+import { type ClusterConnections, collectEvents, connectCluster, dataOf } from "./_helpers.ts";
 
 type Kind = "node-redis" | "ioredis";
 const kinds: Kind[] = ["node-redis", "ioredis"];
@@ -31,56 +31,9 @@ function freshPrefix(): string {
   return `{t${++prefixes}${Math.random().toString(36).slice(2, 6)}}:`;
 }
 
-interface Clients {
-  client: object;
-  subscriber: object;
-  close(): void;
-}
-
-/** A command client and a subscriber client of `kind`, connected to the cluster. */
-async function clients(kind: Kind): Promise<Clients> {
-  const live = cluster.nodes.filter((n) => n.alive);
-  if (kind === "node-redis") {
-    const client = createCluster({
-      rootNodes: live.map((n) => ({ url: `redis://127.0.0.1:${n.port}` })),
-      // Find a promoted replica 0.5 s after a node stops answering (5 s by default).
-      topologyRefreshOnReconnectionAttemptStrategy: 500,
-      // Retry fast: the failover tests wait for the bridge to come back.
-      defaults: {
-        socket: { reconnectStrategy: (retries: number) => Math.min(50 + retries * 50, 300) },
-      },
-    });
-    const subscriber = client.duplicate();
-    for (const c of [client, subscriber]) c.on("error", () => {});
-    await Promise.all([client.connect(), subscriber.connect()]);
-    return {
-      client,
-      subscriber,
-      close: () => {
-        client.destroy();
-        subscriber.destroy();
-      },
-    };
-  }
-  const options = {
-    shardedSubscribers: true,
-    clusterRetryStrategy: (times: number) => Math.min(50 + times * 50, 300),
-  };
-  const nodes = live.map((n) => ({ host: "127.0.0.1", port: n.port }));
-  const client = new Cluster(nodes, options);
-  const subscriber = new Cluster(nodes, options);
-  for (const c of [client, subscriber]) c.on("error", () => {});
-  await Promise.all(
-    [client, subscriber].map((c) => new Promise((resolve) => c.once("ready", resolve))),
-  );
-  return {
-    client,
-    subscriber,
-    close: () => {
-      client.disconnect();
-      subscriber.disconnect();
-    },
-  };
+/** A command client and a subscriber client of `kind`, connected to the live nodes. */
+function clients(kind: Kind): Promise<ClusterConnections> {
+  return connectCluster(kind, cluster.nodes.filter((n) => n.alive).map((n) => n.port));
 }
 
 interface Worker {

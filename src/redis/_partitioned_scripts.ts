@@ -185,28 +185,7 @@ if history > 0 then
   redis.call('XADD', key, 'MAXLEN', history, s .. '-0', 'e', epoch, 'p', p, 'm', ARGV[5])
   redis.call('PEXPIRE', key, ttl)
   if broadcast then redis.call('HSET', meta, 'lb', epoch .. ' ' .. s) end
-  -- The watermark, as in PUBLISH_SCRIPT: a record per ttl/4 ms with the head before this event.
-  local newest = tonumber(redis.call('HGET', w, 'last'))
-  if newest and now < newest then
-    redis.call('DEL', w)
-    newest = nil
-  end
-  if newest == nil or now - newest >= math.max(1, math.floor(ttl / 4)) then
-    local t = string.format('%d', now)
-    redis.call('HSET', w, t, string.format('%d %d ', seq - 1, life) .. evicted(), 'last', t)
-    local list = records(w)
-    local drop = #list - 64
-    for i = 1, #list do
-      if list[i][1] + list[i][3] <= now then drop = math.max(drop, i - 1) end
-    end
-    for i = 1, drop do redis.call('HDEL', w, string.format('%d', list[i][1])) end
-  else
-    local t = string.format('%d', newest)
-    local h, m, e = string.match(redis.call('HGET', w, t) or '', '^(%d+) (%d+) (%S+)$')
-    if h and life < tonumber(m) then
-      redis.call('HSET', w, t, h .. ' ' .. string.format('%d', life) .. ' ' .. e)
-    end
-  end
+  record_watermark(w, now, seq, life, ttl)
 end
 local publish = ARGV[3] == 'S' and 'SPUBLISH' or 'PUBLISH'
 redis.call(publish, KEYS[2], 'f2 ' .. ARGV[4] .. ' ' .. epoch .. ' ' .. s .. ' ' .. prev .. ' ' .. ARGV[5])
@@ -248,25 +227,7 @@ local channels = (#KEYS - 2) / 2
 local below = nil
 for k = 1, channels do
   local stream, marker = KEYS[2 * k + 1], KEYS[2 * k + 2]
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-  if first then
-    -- (a stream left from an earlier epoch holds no one's history: let it expire)
-    if first[2][2] == epoch then
-      firsts[k] = tonumber(first[2][4])
-      redis.call('PEXPIRE', stream, ttl)
-    end
-  else
-    local mark
-    if marker == meta then mark = redis.call('HGET', meta, 'lb') else mark = redis.call('GET', marker) end
-    if mark then
-      local e, m = string.match(mark, '^(%S+) (%d+)$')
-      if e == epoch then limits[k] = tonumber(m) elseif e == nil then limits[k] = head end
-    elseif marker ~= meta then
-      if below == nil then below = watermark(w, clock(), head) end
-      limits[k] = below
-    end
-  end
-  if marker ~= meta then extend(marker, ttl * 4) end
+  firsts[k], limits[k], below = reach(stream, marker, meta, w, epoch, head, ttl, below)
 end
 if after == nil then return {epoch, head, 0} end
 local gaps, events = {}, {}

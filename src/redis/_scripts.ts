@@ -80,6 +80,62 @@ local function extend(key, ms)
   local left = redis.call('PTTL', key)
   if left >= 0 and left < ms then redis.call('PEXPIRE', key, ms) end
 end
+-- Records the watermark: a record per ttl/4 ms with the head before event seq; the record's
+-- shortest marker life drops to life if it is shorter.
+local function record_watermark(w, now, seq, life, ttl)
+  local newest = tonumber(redis.call('HGET', w, 'last'))
+  if newest and now < newest then
+    -- The clock went back: older records would say "before t" of times that came again.
+    -- Starting over is safe (fewer records only make the watermark later).
+    redis.call('DEL', w)
+    newest = nil
+  end
+  if newest == nil or now - newest >= math.max(1, math.floor(ttl / 4)) then
+    local t = string.format('%d', now)
+    redis.call('HSET', w, t, string.format('%d %d ', seq - 1, life) .. evicted(), 'last', t)
+    -- Records before the newest one that is fully expired no longer decide anything; at most
+    -- 64 are kept (dropping the oldest only makes the watermark later: more gaps, no hole).
+    local list = records(w)
+    local drop = #list - 64
+    for i = 1, #list do
+      if list[i][1] + list[i][3] <= now then drop = math.max(drop, i - 1) end
+    end
+    for i = 1, drop do redis.call('HDEL', w, string.format('%d', list[i][1])) end
+  else
+    local t = string.format('%d', newest)
+    local h, m, e = string.match(redis.call('HGET', w, t) or '', '^(%d+) (%d+) (%S+)$')
+    if h and life < tonumber(m) then
+      redis.call('HSET', w, t, h .. ' ' .. string.format('%d', life) .. ' ' .. e)
+    end
+  end
+end
+-- What a replay knows of one channel's history in this epoch: the p of the first entry its
+-- stream keeps (whose entries it renews), or, when the stream is gone, the last seq the channel's
+-- events can have had: from its marker (meta's lb for broadcasts), else the watermark (below, a
+-- cache of it for the script's other channels). Renews the marker. Returns first, limit, below.
+local function reach(stream, marker, meta, w, epoch, head, ttl, below)
+  local first, limit = nil, nil
+  local entry = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if entry then
+    -- (a stream left from an earlier epoch holds no one's history: let it expire)
+    if entry[2][2] == epoch then
+      first = tonumber(entry[2][4])
+      redis.call('PEXPIRE', stream, ttl)
+    end
+  else
+    local mark
+    if marker == meta then mark = redis.call('HGET', meta, 'lb') else mark = redis.call('GET', marker) end
+    if mark then
+      local e, m = string.match(mark, '^(%S+) (%d+)$')
+      if e == epoch then limit = tonumber(m) elseif e == nil then limit = head end
+    elseif marker ~= meta then
+      if below == nil then below = watermark(w, clock(), head) end
+      limit = below
+    end
+  end
+  if marker ~= meta then extend(marker, ttl * 4) end
+  return first, limit, below
+end
 `;
 
 /**
@@ -251,33 +307,7 @@ if history > 0 then
   else
     redis.call('SET', marker, epoch .. ' ' .. s, 'PX', life)
   end
-  -- The watermark: a record per ttl/4 ms with the head before this event; the record's
-  -- shortest marker life drops to this one's if it is shorter.
-  local newest = tonumber(redis.call('HGET', w, 'last'))
-  if newest and now < newest then
-    -- The clock went back: older records would say "before t" of times that came again.
-    -- Starting over is safe (fewer records only make the watermark later).
-    redis.call('DEL', w)
-    newest = nil
-  end
-  if newest == nil or now - newest >= math.max(1, math.floor(ttl / 4)) then
-    local t = string.format('%d', now)
-    redis.call('HSET', w, t, string.format('%d %d ', seq - 1, life) .. evicted(), 'last', t)
-    -- Records before the newest one that is fully expired no longer decide anything; at most
-    -- 64 are kept (dropping the oldest only makes the watermark later: more gaps, no hole).
-    local list = records(w)
-    local drop = #list - 64
-    for i = 1, #list do
-      if list[i][1] + list[i][3] <= now then drop = math.max(drop, i - 1) end
-    end
-    for i = 1, drop do redis.call('HDEL', w, string.format('%d', list[i][1])) end
-  else
-    local t = string.format('%d', newest)
-    local h, m, e = string.match(redis.call('HGET', w, t) or '', '^(%d+) (%d+) (%S+)$')
-    if h and life < tonumber(m) then
-      redis.call('HSET', w, t, h .. ' ' .. string.format('%d', life) .. ' ' .. e)
-    end
-  end
+  record_watermark(w, now, seq, life, ttl)
 end
 redis.call(publish, KEYS[2], 'f1 ' .. epoch .. ' ' .. s .. ' ' .. ARGV[2])
 return {epoch, s}
@@ -320,26 +350,8 @@ local channels = (#KEYS - 2) / 3
 local below = nil
 for k = 1, channels do
   local stream, marker, index = KEYS[3 * k], KEYS[3 * k + 1], KEYS[3 * k + 2]
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-  if first then
-    -- (a stream left from an earlier epoch holds no one's history: let it expire)
-    if first[2][2] == epoch then
-      firsts[k] = tonumber(first[2][4])
-      redis.call('PEXPIRE', stream, ttl)
-      redis.call('PEXPIRE', index, ttl)
-    end
-  else
-    local mark
-    if marker == meta then mark = redis.call('HGET', meta, 'lb') else mark = redis.call('GET', marker) end
-    if mark then
-      local e, m = string.match(mark, '^(%S+) (%d+)$')
-      if e == epoch then limits[k] = tonumber(m) elseif e == nil then limits[k] = head end
-    elseif marker ~= meta then
-      if below == nil then below = watermark(w, clock(), head) end
-      limits[k] = below
-    end
-  end
-  if marker ~= meta then extend(marker, ttl * 4) end
+  firsts[k], limits[k], below = reach(stream, marker, meta, w, epoch, head, ttl, below)
+  if firsts[k] then redis.call('PEXPIRE', index, ttl) end
 end
 if after == nil and ARGV[2] ~= '' then
   -- an id the publisher chose: the newest stored event that carries it, from the indexes (an

@@ -33,3 +33,19 @@ export function checkPositiveInteger(
   }
   return value;
 }
+
+/** Validates an optional non-negative integer (0 turns the thing it sizes off). */
+export function checkNonNegativeInteger(
+  api: string,
+  name: string,
+  value: number | undefined,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(
+      `Cannot create ${api}: \`${name}\` must be a non-negative integer, got \`${String(value)}\``,
+    );
+  }
+  return value;
+}

@@ -29,7 +29,17 @@ import type {
 } from "../bridge.ts";
 import { type BridgeStats, bridgeStats, type ReportsBridgeStats } from "../_bridge_stats.ts";
 import { clock, type TimerHandle } from "../_clock.ts";
-import { adapterFor, isClusterClient, scriptSha } from "./_adapters.ts";
+import { checkNonNegativeInteger, checkPositiveInteger } from "../_options.ts";
+import { adapterFor, isClusterClient } from "./_adapters.ts";
+import {
+  bridgeError,
+  messageOf,
+  parseHead,
+  runScript,
+  type ScriptRunner,
+  typeOf,
+  within,
+} from "./_calls.ts";
 import {
   decodePartitionedMessage,
   decodePartitionedPayload,
@@ -56,7 +66,7 @@ import {
 import { type ChannelStep, nextChannelStep, nextStep, type Position } from "./_sequence.ts";
 import type { RedisBridgeOptions } from "./redis_bridge_options.ts";
 import type { RedisBridgeAdapter, RedisBridgeSubscription } from "./redis_bridge_adapter.ts";
-import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_error.ts";
+import { RedisBridgeError } from "./redis_bridge_error.ts";
 
 /** How long history lives in Redis after its channel's last publish or replay, by default. */
 const DEFAULT_TTL = 3_600_000;
@@ -66,8 +76,6 @@ const DEFAULT_HEAL_WINDOW = 2_000;
 const DEFAULT_UNSUBSCRIBE_DELAY = 30_000;
 /** Ms between audits of a live partition, by default. */
 const DEFAULT_AUDIT_INTERVAL = 10_000;
-/** Ms between retries of a script that met a slot half-migrated (`TRYAGAIN`). */
-const TRYAGAIN_MS = 20;
 
 function noop(): void {}
 
@@ -238,15 +246,25 @@ export class PartitionedRedisBridge implements Bridge, ReportsBridgeStats {
       throw new TypeError(`Cannot create Redis bridge: ${problem}, got \`${prefix}\``);
     }
     this.#prefix = prefix;
-    this.#healWindow = nonNegative(options.healWindow ?? DEFAULT_HEAL_WINDOW, "healWindow");
-    this.#timeout = positive(options.timeout ?? 5_000, "timeout");
-    this.#unsubscribeDelay = nonNegative(
-      options.unsubscribeDelay ?? DEFAULT_UNSUBSCRIBE_DELAY,
-      "unsubscribeDelay",
+    const api = "Redis bridge";
+    this.#healWindow = checkNonNegativeInteger(
+      api,
+      "healWindow",
+      options.healWindow,
+      DEFAULT_HEAL_WINDOW,
     );
-    this.#auditInterval = positive(
-      options.auditInterval ?? DEFAULT_AUDIT_INTERVAL,
+    this.#timeout = checkPositiveInteger(api, "timeout", options.timeout, 5_000);
+    this.#unsubscribeDelay = checkNonNegativeInteger(
+      api,
+      "unsubscribeDelay",
+      options.unsubscribeDelay,
+      DEFAULT_UNSUBSCRIBE_DELAY,
+    );
+    this.#auditInterval = checkPositiveInteger(
+      api,
       "auditInterval",
+      options.auditInterval,
+      DEFAULT_AUDIT_INTERVAL,
     );
     this.#onError = options.onError ?? ((error) => console.error("Redis bridge:", error));
     this.#parts = this.#makeParts(0);
@@ -1489,61 +1507,38 @@ export class PartitionedRedisBridge implements Bridge, ReportsBridgeStats {
   }
 
   /**
-   * Runs a script by its hash (loading it on `NOSCRIPT`), and again every 20 ms while a slot is
-   * half-migrated (`TRYAGAIN`: the script did not run, so a retry is safe; node-redis does not
-   * retry it itself), until the timeout.
+   * Runs a script (see `runScript` in `_calls.ts`); a prefix whose partition count in Redis is not
+   * this bridge's fails loudly, as every worker of an app must hash channels alike.
    */
   async #call(action: string, script: string, keys: string[], args: string[]): Promise<unknown> {
-    let sha = this.#shas.get(script);
-    if (!sha) this.#shas.set(script, sha = scriptSha(script));
-    const tail = [String(keys.length), ...keys, ...args];
-    const deadline = clock.now() + this.#timeout;
-    while (true) {
-      try {
-        const reply = await this.#within(
-          this.#adapter.command(["EVALSHA", await sha, ...tail]).catch((error: unknown) => {
-            if (!messageOf(error).startsWith("NOSCRIPT")) throw error;
-            return this.#adapter.command(["EVAL", script, ...tail]);
-          }),
-          action,
-          Math.max(1, deadline - clock.now()),
-        );
-        if (Array.isArray(reply) && reply[0] === this.#candidateValue) {
-          this.#candidateValue = undefined;
-        }
-        return reply;
-      } catch (error) {
-        if (error instanceof RedisBridgeError) throw error;
-        const text = messageOf(error);
-        const other = /\bPARTITIONS (\d+)/.exec(text)?.[1];
-        if (other !== undefined) {
-          // Every worker of an app must hash channels alike: a different count fails loudly.
-          throw bridgeError(
-            `Cannot ${action}: the prefix has ${other} partitions in Redis, this bridge ${this.#n}`,
-            "unavailable",
-            error,
-          );
-        }
-        if (text.startsWith("TRYAGAIN") && clock.now() + TRYAGAIN_MS < deadline && !this.#closed) {
-          await new Promise((resolve) => clock.setTimeout(resolve, TRYAGAIN_MS, undefined));
-          continue;
-        }
-        throw bridgeError(`Cannot ${action}: ${text}`, "unavailable", error);
-      }
+    let reply: unknown;
+    try {
+      reply = await runScript(this.#runner, action, script, keys, args);
+    } catch (error) {
+      const other = /\bPARTITIONS (\d+)/.exec(messageOf((error as Error).cause ?? ""))?.[1];
+      if (other === undefined) throw error;
+      throw bridgeError(
+        `Cannot ${action}: the prefix has ${other} partitions in Redis, this bridge ${this.#n}`,
+        "unavailable",
+        (error as Error).cause,
+      );
     }
+    if (Array.isArray(reply) && reply[0] === this.#candidateValue) this.#candidateValue = undefined;
+    return reply;
   }
 
-  #within<T>(promise: Promise<T>, action: string, ms = this.#timeout): Promise<T> {
-    let timer: TimerHandle | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = clock.setTimeout(reject, ms, undefined);
-    }).catch(() => {
-      throw bridgeError(
-        `Cannot ${action}: Redis did not answer within ${this.#timeout} ms`,
-        "timeout",
-      );
-    });
-    return Promise.race([promise, timeout]).finally(() => clock.clearTimeout(timer));
+  #within<T>(promise: Promise<T>, action: string): Promise<T> {
+    return within(promise, action, this.#timeout);
+  }
+
+  /** What `runScript` needs of this bridge. */
+  get #runner(): ScriptRunner {
+    return {
+      adapter: this.#adapter,
+      shas: this.#shas,
+      timeout: this.#timeout,
+      closed: () => this.#closed,
+    };
   }
 
   /** The ARGV every script that may start an epoch takes first: epoch, `n`, `S`, `k`. */
@@ -1607,58 +1602,6 @@ function randomName(): string {
   return Array.from(crypto.getRandomValues(new Uint32Array(2)), (n) => n.toString(36)).join("");
 }
 
-function nonNegative(value: unknown, name: string): number {
-  if (!Number.isSafeInteger(value) || (value as number) < 0) {
-    throw new RangeError(
-      `Cannot create Redis bridge: \`${name}\` must be a non-negative integer, got \`${
-        String(value)
-      }\``,
-    );
-  }
-  return value as number;
-}
-
-function positive(value: unknown, name: string): number {
-  if (!Number.isSafeInteger(value) || (value as number) <= 0) {
-    throw new RangeError(
-      `Cannot create Redis bridge: \`${name}\` must be a positive integer, got \`${
-        String(value)
-      }\``,
-    );
-  }
-  return value as number;
-}
-
 function closedError(action: string): RedisBridgeError {
   return bridgeError(`Cannot ${action}: the bridge is closed`, "closed");
-}
-
-function bridgeError(
-  message: string,
-  reason: RedisBridgeErrorReason,
-  cause?: unknown,
-): RedisBridgeError {
-  return new RedisBridgeError(message, cause === undefined ? { reason } : { reason, cause });
-}
-
-function parseHead(reply: unknown, action: string): [string, number] {
-  const [epoch, seq] = Array.isArray(reply) ? reply : [];
-  const n = Number(seq);
-  if (typeof epoch !== "string" || !Number.isSafeInteger(n) || n < 0) {
-    throw bridgeError(
-      `Cannot ${action}: Redis answered an unexpected reply, got \`${
-        JSON.stringify(reply)?.slice(0, 80)
-      }\``,
-      "unavailable",
-    );
-  }
-  return [epoch, n];
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function typeOf(value: unknown): string {
-  return value === null ? "null" : typeof value;
 }

@@ -2,7 +2,17 @@ import type { Bridge, BridgeEvent, BridgeGap, BridgeReplay, HistoryLimits } from
 import { type BridgeStats, bridgeStats, type ReportsBridgeStats } from "../_bridge_stats.ts";
 import { clock, type TimerHandle } from "../_clock.ts";
 import { MAX_ID_LENGTH } from "../_wire.ts";
-import { adapterFor, isClusterClient, scriptSha } from "./_adapters.ts";
+import { checkNonNegativeInteger, checkPositiveInteger } from "../_options.ts";
+import { adapterFor, isClusterClient } from "./_adapters.ts";
+import {
+  bridgeError,
+  messageOf,
+  parseHead,
+  runScript,
+  type ScriptRunner,
+  typeOf,
+  within,
+} from "./_calls.ts";
 import {
   decodeMessage,
   decodePayload,
@@ -20,7 +30,7 @@ import {
 import { type Claim, nextStep, type Position, type Step } from "./_sequence.ts";
 import { PartitionedRedisBridge } from "./partitioned_bridge.ts";
 import type { RedisBridgeAdapter } from "./redis_bridge_adapter.ts";
-import { RedisBridgeError, type RedisBridgeErrorReason } from "./redis_bridge_error.ts";
+import { RedisBridgeError } from "./redis_bridge_error.ts";
 import type { RedisBridgeOptions } from "./redis_bridge_options.ts";
 
 export type { RedisBridgeOptions } from "./redis_bridge_options.ts";
@@ -179,24 +189,13 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
     this.#meta = `${prefix}meta`;
     this.#watermark = `${prefix}w`;
     this.#log = `${prefix}log`;
-    const healWindow = options.healWindow ?? DEFAULT_HEAL_WINDOW;
-    if (!Number.isSafeInteger(healWindow) || healWindow < 0) {
-      throw new RangeError(
-        `Cannot create Redis bridge: \`healWindow\` must be a non-negative integer, got \`${
-          String(healWindow)
-        }\``,
-      );
-    }
-    this.#healWindow = healWindow;
-    const timeout = options.timeout ?? 5_000;
-    if (!Number.isSafeInteger(timeout) || timeout <= 0) {
-      throw new RangeError(
-        `Cannot create Redis bridge: \`timeout\` must be a positive integer, got \`${
-          String(timeout)
-        }\``,
-      );
-    }
-    this.#timeout = timeout;
+    this.#healWindow = checkNonNegativeInteger(
+      "Redis bridge",
+      "healWindow",
+      options.healWindow,
+      DEFAULT_HEAL_WINDOW,
+    );
+    this.#timeout = checkPositiveInteger("Redis bridge", "timeout", options.timeout, 5_000);
     this.#onError = options.onError ?? ((error) => console.error("Redis bridge:", error));
   }
 
@@ -443,41 +442,26 @@ class RedisBridge implements Bridge, ReportsBridgeStats {
     }
   }
 
-  /** Runs a script by its hash, loading it on the first `NOSCRIPT` (a restarted Redis). */
+  /** Runs a script (see `runScript` in `_calls.ts`), noting when ours became the epoch. */
   async #call(action: string, script: string, keys: string[], args: string[]): Promise<unknown> {
-    let sha = this.#shas.get(script);
-    if (!sha) this.#shas.set(script, sha = scriptSha(script));
-    const tail = [String(keys.length), ...keys, ...args];
-    try {
-      const reply = await this.#within(
-        this.#adapter.command(["EVALSHA", await sha, ...tail]).catch((error: unknown) => {
-          if (!messageOf(error).startsWith("NOSCRIPT")) throw error;
-          return this.#adapter.command(["EVAL", script, ...tail]);
-        }),
-        action,
-      );
-      // Ours became the epoch: the next one (after Redis loses it) must differ.
-      if (Array.isArray(reply) && reply[0] === this.#candidateValue) {
-        this.#candidateValue = undefined;
-      }
-      return reply;
-    } catch (error) {
-      if (error instanceof RedisBridgeError) throw error;
-      throw bridgeError(`Cannot ${action}: ${messageOf(error)}`, "unavailable", error);
-    }
+    const reply = await runScript(this.#runner, action, script, keys, args);
+    // Ours became the epoch: the next one (after Redis loses it) must differ.
+    if (Array.isArray(reply) && reply[0] === this.#candidateValue) this.#candidateValue = undefined;
+    return reply;
   }
 
   #within<T>(promise: Promise<T>, action: string): Promise<T> {
-    let timer: TimerHandle | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = clock.setTimeout(reject, this.#timeout, undefined);
-    }).catch(() => {
-      throw bridgeError(
-        `Cannot ${action}: Redis did not answer within ${this.#timeout} ms`,
-        "timeout",
-      );
-    });
-    return Promise.race([promise, timeout]).finally(() => clock.clearTimeout(timer));
+    return within(promise, action, this.#timeout);
+  }
+
+  /** What `runScript` needs of this bridge. */
+  get #runner(): ScriptRunner {
+    return {
+      adapter: this.#adapter,
+      shas: this.#shas,
+      timeout: this.#timeout,
+      closed: () => this.#closed,
+    };
   }
 
   /** Runs the HEAD script: a new epoch if Redis changed, and a checkpoint on the channel. */
@@ -853,37 +837,4 @@ function lossOf(step: Step, message: Message, position: Position | undefined): s
     return `Redis went back from event ${position?.seq} to ${claimOf(message).seq}`;
   }
   return `Redis started epoch \`${message.epoch}\` (it lost its data, restarted, or another server took over)`;
-}
-
-function bridgeError(
-  message: string,
-  reason: RedisBridgeErrorReason,
-  cause?: unknown,
-): RedisBridgeError {
-  return new RedisBridgeError(
-    message,
-    cause === undefined ? { reason } : { reason, cause },
-  );
-}
-
-function parseHead(reply: unknown, action: string): [string, number] {
-  const [epoch, seq] = Array.isArray(reply) ? reply : [];
-  const n = Number(seq);
-  if (typeof epoch !== "string" || !Number.isSafeInteger(n) || n < 0) {
-    throw bridgeError(
-      `Cannot ${action}: Redis answered an unexpected reply, got \`${
-        JSON.stringify(reply)?.slice(0, 80)
-      }\``,
-      "unavailable",
-    );
-  }
-  return [epoch, n];
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function typeOf(value: unknown): string {
-  return value === null ? "null" : typeof value;
 }

@@ -389,6 +389,25 @@ for (const kind of clientKinds) {
           () => redisBridge({ ...other, partitions: 0 }),
           (error) => error instanceof RangeError && /from 1 to 256/.test(error.message),
         );
+        for (
+          const [name, value, rule] of [
+            ["unsubscribeDelay", -1, "non-negative integer"],
+            ["unsubscribeDelay", 1.5, "non-negative integer"],
+            ["auditInterval", 0, "positive integer"],
+            ["auditInterval", Number.NaN, "positive integer"],
+            ["healWindow", -1, "non-negative integer"],
+            ["timeout", 0, "positive integer"],
+          ] as const
+        ) {
+          assert.throws(
+            () => redisBridge({ ...other, partitions: N, [name]: value }),
+            {
+              name: "RangeError",
+              message:
+                `Cannot create Redis bridge: \`${name}\` must be a ${rule}, got \`${value}\``,
+            },
+          );
+        }
         // An adapter that can only listen on one channel cannot serve this mode.
         const { listenMany: _, ...single } = adapterFor(other.client, other.subscriber);
         assert.throws(
